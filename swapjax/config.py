@@ -1,0 +1,205 @@
+"""Frozen, validated configuration dataclasses.
+
+Each module receives the small config it needs (a `DiTConfig`, a `VAEConfig`, ...), never the whole
+`Config`. Experiment files under `configs/` build a `Config` in `get_config()`; `load_config(path)` imports
+one. Every dataclass validates itself in `__post_init__` and raises `ConfigError` naming the values involved.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import pathlib
+from typing import Any
+
+ATTENTION_BACKENDS = ("xla", "cudnn", "splash")
+REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
+DTYPES = ("float32", "bfloat16")
+
+# Wan2.1 VAE latent statistics (per channel), used by `latents.normalize`.
+WAN21_LATENTS_MEAN = (
+    -0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508,
+    0.4134, -0.0715, 0.5517, -0.3632, -0.1922, -0.9497, 0.2503, -0.2921,
+)
+WAN21_LATENTS_STD = (
+    2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743,
+    3.2687, 2.1526, 2.8652, 1.5579, 1.6382, 1.1253, 2.8251, 1.9160,
+)
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field, the value and the fix."""
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+@dataclasses.dataclass(frozen=True)
+class DiTConfig:
+    """Wan2.1 video transformer (`WanTransformer3DModel` field names in comments where they differ)."""
+
+    patch_size: tuple[int, int, int] = (1, 2, 2)
+    num_heads: int = 12  # num_attention_heads
+    head_dim: int = 128  # attention_head_dim
+    in_channels: int = 16
+    out_channels: int = 16
+    text_dim: int = 4096
+    freq_dim: int = 256
+    ffn_dim: int = 8960
+    num_layers: int = 30
+    cross_attn_norm: bool = True
+    eps: float = 1e-6
+    image_dim: int | None = None  # I2V: CLIP feature width (1280); None for T2V
+    added_kv_proj_dim: int | None = None  # I2V: width of the image k/v projections' input
+    rope_max_seq_len: int = 1024
+    rope_theta: float = 10000.0
+    timestep_scale: float = 1000.0  # model time t in [0, 1] -> Wan's sigma * 1000 units
+    # Execution choices (no effect on parameters or numbers beyond dtype rounding).
+    param_dtype: str = "float32"
+    dtype: str = "float32"  # compute dtype
+    attention: str = "xla"
+    remat_policy: str = "none"
+    scan_layers: bool = True
+
+    def __post_init__(self):
+        _require(self.num_heads > 0 and self.head_dim > 0,
+                 f"DiTConfig: num_heads ({self.num_heads}) and head_dim ({self.head_dim}) must be positive")
+        _require(self.head_dim % 2 == 0 and self.head_dim >= 6,
+                 f"DiTConfig.head_dim ({self.head_dim}) must be even and >= 6 for the 3D rotary split")
+        _require(len(self.patch_size) == 3, f"DiTConfig.patch_size ({self.patch_size}) must have 3 entries (t, h, w)")
+        _require(self.num_layers >= 1, f"DiTConfig.num_layers ({self.num_layers}) must be >= 1")
+        _require((self.image_dim is None) == (self.added_kv_proj_dim is None),
+                 f"DiTConfig: image_dim ({self.image_dim}) and added_kv_proj_dim ({self.added_kv_proj_dim}) "
+                 "must both be set (I2V) or both be None (T2V)")
+        _require(self.attention in ATTENTION_BACKENDS,
+                 f"DiTConfig.attention ({self.attention!r}) must be one of {ATTENTION_BACKENDS}")
+        _require(self.remat_policy in REMAT_POLICIES,
+                 f"DiTConfig.remat_policy ({self.remat_policy!r}) must be one of {REMAT_POLICIES}")
+        _require(self.param_dtype in DTYPES and self.dtype in DTYPES,
+                 f"DiTConfig: param_dtype ({self.param_dtype!r}) and dtype ({self.dtype!r}) must be in {DTYPES}")
+
+    @property
+    def inner_dim(self) -> int:
+        return self.num_heads * self.head_dim
+
+    @property
+    def is_i2v(self) -> bool:
+        return self.image_dim is not None
+
+
+@dataclasses.dataclass(frozen=True)
+class VAEConfig:
+    """Wan2.1 3D causal VAE (`AutoencoderKLWan` field names)."""
+
+    base_dim: int = 96
+    z_dim: int = 16
+    dim_mult: tuple[int, ...] = (1, 2, 4, 4)
+    num_res_blocks: int = 2
+    attn_scales: tuple[float, ...] = ()
+    temperal_downsample: tuple[bool, ...] = (False, True, True)
+    latents_mean: tuple[float, ...] = WAN21_LATENTS_MEAN
+    latents_std: tuple[float, ...] = WAN21_LATENTS_STD
+    param_dtype: str = "float32"
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        _require(len(self.temperal_downsample) == len(self.dim_mult) - 1,
+                 f"VAEConfig: temperal_downsample ({self.temperal_downsample}) needs len(dim_mult) - 1 "
+                 f"= {len(self.dim_mult) - 1} entries")
+        _require(len(self.latents_mean) == self.z_dim and len(self.latents_std) == self.z_dim,
+                 f"VAEConfig: latents_mean/std have {len(self.latents_mean)}/{len(self.latents_std)} entries, "
+                 f"need z_dim = {self.z_dim}")
+        _require(self.param_dtype in DTYPES and self.dtype in DTYPES,
+                 f"VAEConfig: param_dtype ({self.param_dtype!r}) and dtype ({self.dtype!r}) must be in {DTYPES}")
+
+    @property
+    def spatial_factor(self) -> int:
+        return 2 ** (len(self.dim_mult) - 1)
+
+    @property
+    def temporal_factor(self) -> int:
+        return 2 ** sum(bool(d) for d in self.temperal_downsample)
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskConfig:
+    """Mask transforms of SPEC section 4 (pixel units)."""
+
+    p_bbox: float = 0.3  # training: bbox mask with this probability, adaptive grid otherwise
+    grid_cell_min: int = 12  # h1: training grid cell size drawn from U[h1, h2]
+    grid_cell_max: int = 48  # h2
+    grid_cell_infer: int = 24  # h3: inference grid cell size
+    bbox_dilate_max: int = 8  # training bbox dilation drawn from [0, this]
+    p_shape_aug: float = 0.5  # probability of extra shapes attached to the boundary
+    shape_aug_max: int = 3  # at most this many extra shapes
+    block_dilate: int = 8  # shape-agnostic blocks (SwapAnyHead): dilation before blocking
+    block_size: tuple[int, int] = (16, 16)  # (k_h, k_w) block size in pixels
+    feather: int = 4  # sampling composite: feather radius in pixels
+    dilate_infer: int = 4  # sampling composite: dilation before feathering
+
+    def __post_init__(self):
+        _require(0.0 <= self.p_bbox <= 1.0, f"MaskConfig.p_bbox ({self.p_bbox}) must be in [0, 1]")
+        _require(0 < self.grid_cell_min <= self.grid_cell_max,
+                 f"MaskConfig: need 0 < grid_cell_min ({self.grid_cell_min}) <= grid_cell_max ({self.grid_cell_max})")
+        _require(self.grid_cell_infer > 0, f"MaskConfig.grid_cell_infer ({self.grid_cell_infer}) must be positive")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where clips come from and what a training example looks like."""
+
+    source: str = "synthetic"  # "synthetic" (embedded default) or "tfds" (ArrayRecord built by swapjax.data.build)
+    tfds_dir: str | None = None
+    height: int = 64
+    width: int = 64
+    num_frames: int = 5  # F, must be 1 mod 4
+    frame_stride: int = 1
+    ref_size: int = 64  # reference image side (square)
+    batch_size: int = 2  # global batch
+    num_workers: int = 0  # grain worker processes
+    num_synthetic_clips: int = 1024
+    shuffle: bool = True
+    with_condition: bool = False  # render keypoint condition frames
+    stage: int = 1  # 2 adds reference jitter
+    mask: MaskConfig = dataclasses.field(default_factory=MaskConfig)
+
+    def __post_init__(self):
+        _require(self.source in ("synthetic", "tfds"),
+                 f"DataConfig.source ({self.source!r}) must be 'synthetic' or 'tfds'")
+        _require(self.source != "tfds" or self.tfds_dir,
+                 "DataConfig.tfds_dir is required when source = 'tfds': build one with python -m swapjax.data.build")
+        _require(self.num_frames % 4 == 1,
+                 f"DataConfig.num_frames ({self.num_frames}) must be 1 mod 4 (e.g. 5, 9, 17, 81) for the Wan VAE")
+        _require(self.height % 16 == 0 and self.width % 16 == 0,
+                 f"DataConfig: height ({self.height}) and width ({self.width}) must be multiples of 16")
+        _require(self.batch_size >= 1, f"DataConfig.batch_size ({self.batch_size}) must be >= 1")
+        _require(self.stage in (1, 2), f"DataConfig.stage ({self.stage}) must be 1 or 2")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything one run needs. Later issues add optim/mesh/sample sections here."""
+
+    name: str
+    dit: DiTConfig
+    vae: VAEConfig
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    seed: int = 0
+
+    def replace(self, **changes: Any) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+
+def load_config(path: str | pathlib.Path) -> Config:
+    """Imports a `configs/*.py` file and returns its `get_config()`."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist: pass a path such as configs/tiny.py")
+    spec = importlib.util.spec_from_file_location(f"swapjax_config_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"config file {str(path)!r} has no get_config(): define one returning swapjax.config.Config")
+    return module.get_config()
