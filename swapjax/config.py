@@ -73,6 +73,9 @@ class DiTConfig:
         _require((self.image_dim is None) == (self.added_kv_proj_dim is None),
                  f"DiTConfig: image_dim ({self.image_dim}) and added_kv_proj_dim ({self.added_kv_proj_dim}) "
                  "must both be set (I2V) or both be None (T2V)")
+        _require(self.added_kv_proj_dim is None or self.added_kv_proj_dim == self.num_heads * self.head_dim,
+                 f"DiTConfig.added_kv_proj_dim ({self.added_kv_proj_dim}) must equal num_heads * head_dim "
+                 f"({self.num_heads * self.head_dim}): image tokens reach the image k/v projections at model width")
         _require(self.attention in ATTENTION_BACKENDS,
                  f"DiTConfig.attention ({self.attention!r}) must be one of {ATTENTION_BACKENDS}")
         _require(self.remat_policy in REMAT_POLICIES,
