@@ -162,6 +162,9 @@ class DataConfig:
     ref_size: int = 64  # reference image side (square)
     batch_size: int = 2  # global batch
     num_workers: int = 0  # grain worker processes
+    read_threads: int = 2  # threads per process (main or worker) transforming examples
+    prefetch_batches: int = 2  # batches buffered per reading thread pool / per worker (memory: float32 batches)
+    split: str = "train"  # TFDS split to read
     num_synthetic_clips: int = 1024
     shuffle: bool = True
     with_condition: bool = False  # render keypoint condition frames
@@ -179,6 +182,10 @@ class DataConfig:
                  f"DataConfig: height ({self.height}) and width ({self.width}) must be multiples of 16")
         _require(self.batch_size >= 1, f"DataConfig.batch_size ({self.batch_size}) must be >= 1")
         _require(self.stage in (1, 2), f"DataConfig.stage ({self.stage}) must be 1 or 2")
+        _require(self.frame_stride >= 1, f"DataConfig.frame_stride ({self.frame_stride}) must be >= 1")
+        _require(self.num_workers >= 0 and self.read_threads >= 1 and self.prefetch_batches >= 1,
+                 f"DataConfig: need num_workers ({self.num_workers}) >= 0, read_threads ({self.read_threads}) >= 1 "
+                 f"and prefetch_batches ({self.prefetch_batches}) >= 1")
 
 
 @dataclasses.dataclass(frozen=True)
