@@ -1,0 +1,94 @@
+"""Convert a Wan2.1 transformer or VAE checkpoint to swapjax parameters.
+
+    python -m swapjax.convert --src DIR --out OUT [--kind auto|dit|vae] [--dtype float32|bfloat16] [--allow-pickle]
+
+`--src`: a diffusers model directory (`transformer/` or `vae/` of a Wan export: config.json + safetensors), an
+original Wan2.1 directory (config.json with `dim`, `num_heads`, ...) or checkpoint file. `--kind auto` reads
+`_class_name` from config.json (WanTransformer3DModel / WanModel -> dit, AutoencoderKLWan -> vae) or, without
+one, looks at the tensor names. Writes OUT/ (see `swapjax.convert.saved`); read it back with
+`swapjax.convert.saved.load_converted(OUT)`. Bad input exits with code 2 and a message naming the problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import pathlib
+import sys
+
+import ml_dtypes
+import numpy as np
+from flax import nnx
+
+from swapjax.config import DTYPES, ConfigError
+from swapjax.convert.checkpoint_io import CheckpointError, TensorReader
+from swapjax.convert.saved import save_converted
+
+DIT_CLASSES = ("WanTransformer3DModel", "WanModel")
+VAE_CLASSES = ("AutoencoderKLWan",)
+
+
+def detect_kind(src: pathlib.Path, *, allow_pickle: bool = False) -> str:
+    """"dit" or "vae" from config.json's `_class_name`, else from the tensor names."""
+    cfg_file = (src if src.is_dir() else src.parent) / "config.json"
+    if cfg_file.is_file():
+        name = json.loads(cfg_file.read_text()).get("_class_name")
+        if name in DIT_CLASSES:
+            return "dit"
+        if name in VAE_CLASSES:
+            return "vae"
+    keys = TensorReader(src, allow_pickle=allow_pickle).keys()
+    if any(".self_attn." in k or ".attn1." in k for k in keys):
+        return "dit"
+    if any(k.startswith(("encoder.", "decoder.")) for k in keys):
+        return "vae"
+    raise CheckpointError(f"cannot tell whether {str(src)!r} is a Wan transformer or VAE (config.json "
+                          "_class_name is not one of " f"{DIT_CLASSES + VAE_CLASSES}): pass --kind dit or --kind vae")
+
+
+def convert(src: str | pathlib.Path, out: str | pathlib.Path, *, kind: str = "auto", dtype: str | None = None,
+            allow_pickle: bool = False) -> pathlib.Path:
+    """Converts `src` and writes `out`; returns the written directory."""
+    src = pathlib.Path(src)
+    if not src.exists():
+        raise CheckpointError(f"--src {str(src)!r} does not exist: pass a diffusers model directory or a "
+                              "checkpoint file")
+    if kind == "auto":
+        kind = detect_kind(src, allow_pickle=allow_pickle)
+    if kind == "dit":
+        from swapjax.convert.dit import convert_dit
+
+        cfg, state = convert_dit(src, dtype=dtype, allow_pickle=allow_pickle)
+    else:
+        from swapjax.convert.vae import convert_vae  # lazily: the VAE converter is a separate module
+
+        cfg, state = convert_vae(src, allow_pickle=allow_pickle)
+        if dtype is not None and dtype != cfg.param_dtype:
+            cfg = dataclasses.replace(cfg, param_dtype=dtype)
+            target = {"float32": np.float32, "bfloat16": ml_dtypes.bfloat16}[dtype]
+            for _, var in nnx.to_flat_state(state):
+                var.set_value(np.asarray(var.get_value()).astype(target))
+    return save_converted(out, kind, cfg, state, source=str(src))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m swapjax.convert", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--src", required=True, help="diffusers model directory or checkpoint file")
+    parser.add_argument("--out", required=True, help="output directory (must not exist)")
+    parser.add_argument("--kind", choices=("auto", "dit", "vae"), default="auto")
+    parser.add_argument("--dtype", choices=DTYPES, default=None, help="parameter dtype (default: the config's)")
+    parser.add_argument("--allow-pickle", action="store_true",
+                        help="allow .pth/.bin pickle checkpoints (they can run code: only for trusted files)")
+    args = parser.parse_args(argv)
+    try:
+        out = convert(args.src, args.out, kind=args.kind, dtype=args.dtype, allow_pickle=args.allow_pickle)
+    except (CheckpointError, ConfigError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""On-disk format of converted parameters, written by `python -m swapjax.convert` and read by `load_converted`.
+
+    OUT/
+      swapjax_config.json   {"kind": "dit" | "vae", "config": {DiTConfig or VAEConfig fields}, "source": ...}
+      params/               Orbax StandardSave of the parameter state as a pure nested dict
+
+The directory is assembled under a temporary name next to OUT and renamed when complete, so an interrupted
+conversion never leaves something `load_converted` would accept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import shutil
+import tempfile
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from swapjax.config import DiTConfig, VAEConfig
+from swapjax.convert.checkpoint_io import CheckpointError, check_shapes
+
+CONFIG_FILE = "swapjax_config.json"
+PARAMS_DIR = "params"
+_CONFIG_TYPES = {"dit": DiTConfig, "vae": VAEConfig}
+
+
+def _config_to_json(cfg: DiTConfig | VAEConfig) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+
+
+def _config_from_json(kind: str, fields: dict[str, Any]) -> DiTConfig | VAEConfig:
+    return _CONFIG_TYPES[kind](**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+
+
+def abstract_state(kind: str, cfg: DiTConfig | VAEConfig) -> nnx.State:
+    """State of `jax.ShapeDtypeStruct`s (with logical-axis metadata) of the model `kind` built from `cfg`."""
+    if kind == "dit":
+        from swapjax.models.dit import abstract_dit
+
+        return abstract_dit(cfg)[1]
+    from swapjax.models.vae import WanVAE  # imported lazily: the DiT path must not need the VAE module
+
+    return nnx.state(nnx.eval_shape(lambda: WanVAE(cfg, rngs=nnx.Rngs(0))))
+
+
+def save_converted(out: str | pathlib.Path, kind: str, cfg: DiTConfig | VAEConfig, state: nnx.State, *,
+                   source: str = "") -> pathlib.Path:
+    """Writes `state` and `cfg` to the directory `out` (which must not exist yet); returns its path."""
+    out = pathlib.Path(out).absolute()
+    if out.exists():
+        raise CheckpointError(f"output {str(out)!r} already exists: choose a new --out or delete it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        with ocp.Checkpointer(ocp.StandardCheckpointHandler()) as ckptr:
+            ckptr.save(tmp / PARAMS_DIR, args=ocp.args.StandardSave(nnx.to_pure_dict(state)))
+        meta = {"kind": kind, "config": _config_to_json(cfg), "source": source}
+        (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        tmp.rename(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return out
+
+
+def load_converted(path: str | pathlib.Path) -> tuple[str, DiTConfig | VAEConfig, nnx.State]:
+    """Reads a directory written by `save_converted` -> (kind, config, state with logical-axis metadata).
+
+    Shapes are checked per parameter against the model the config describes before the state is filled
+    (one `CheckpointError` listing every mismatch).
+    """
+    path = pathlib.Path(path).absolute()
+    meta_file = path / CONFIG_FILE
+    if not meta_file.is_file():
+        raise CheckpointError(f"{str(path)!r} holds no {CONFIG_FILE}: pass a directory written by "
+                              "python -m swapjax.convert")
+    meta = json.loads(meta_file.read_text())
+    kind = meta.get("kind")
+    if kind not in _CONFIG_TYPES:
+        raise CheckpointError(f"{str(meta_file)!r} has kind {kind!r}: expected one of {sorted(_CONFIG_TYPES)}")
+    cfg = _config_from_json(kind, meta["config"])
+    state = abstract_state(kind, cfg)
+    with ocp.Checkpointer(ocp.StandardCheckpointHandler()) as ckptr:
+        restored = ckptr.restore(path / PARAMS_DIR)
+    flat_found = {path_: np.shape(v) for path_, v in _flatten(restored)}
+    flat_expected = {p: tuple(v.shape) for p, v in nnx.to_flat_state(state)}
+    check_shapes({"/".join(map(str, k)): v for k, v in flat_expected.items()},
+                 {"/".join(map(str, k)): v for k, v in flat_found.items()}, what=f"converted params {str(path)!r}")
+    dtypes = {p: v.dtype for p, v in nnx.to_flat_state(state)}
+    for p, v in _flatten(restored):
+        _set(restored, p, jax.numpy.asarray(v, dtype=dtypes[p]))
+    nnx.replace_by_pure_dict(state, restored)
+    return kind, cfg, state
+
+
+def _flatten(tree: dict, prefix: tuple = ()) -> list[tuple[tuple, Any]]:
+    out = []
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out += _flatten(v, (*prefix, k))
+        else:
+            out.append(((*prefix, k), v))
+    return out
+
+
+def _set(tree: dict, path: tuple, value: Any) -> None:
+    for k in path[:-1]:
+        tree = tree[k]
+    tree[path[-1]] = value
