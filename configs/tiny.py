@@ -1,0 +1,19 @@
+"""Tiny CPU config: every part of swapjax at toy size, for tests and laptop runs.
+
+Used by the test suite (tests/test_configs.py, tests/test_dit.py) and, as they land, by
+`python train.py --config configs/tiny.py` and `python sample.py --config configs/tiny.py`.
+DiT: 2 heads × 16, FFN 64, 2 layers (41 k parameters); VAE: base width 8, one residual block per level, with
+the Wan2.1 8× spatial / 4× temporal compression so the SPEC's latent shapes hold.
+"""
+
+from swapjax.config import Config, DataConfig, DiTConfig, VAEConfig
+
+
+def get_config() -> Config:
+    return Config(
+        name="tiny",
+        dit=DiTConfig(num_heads=2, head_dim=16, in_channels=16, out_channels=16, text_dim=32, freq_dim=32,
+                      ffn_dim=64, num_layers=2),
+        vae=VAEConfig(base_dim=8, z_dim=16, dim_mult=(1, 2, 4, 4), num_res_blocks=1),
+        data=DataConfig(height=64, width=64, num_frames=5, ref_size=64, batch_size=2, num_synthetic_clips=64),
+    )
