@@ -277,3 +277,10 @@ def test_empty_mask_stays_empty():
                 M.training_mask(m, rng, MaskConfig()), M.shape_agnostic_blocks(m, 2, 4)):
         check_binary(out, m)
         assert not out.any()
+
+
+def test_dilate_long_clips_match_per_frame():
+    m = (np.random.default_rng(0).random((300, 12, 10)) < 0.05).astype(np.uint8)  # more frames than one cv2 call
+    per_frame = np.stack([cv2.dilate(frame, M.disk(2), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+                          for frame in m])
+    np.testing.assert_array_equal(M.dilate(m, 2), per_frame)

@@ -87,3 +87,12 @@ def test_composite_on_grey():
 def test_composite_on_grey_rejects_bad_images(shape, dtype, match):
     with pytest.raises(ValueError, match=match):
         M.composite_on_grey(np.zeros(shape, dtype))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**31), st.integers(1, 12), st.integers(1, 12))
+def test_composite_on_grey_blends_towards_grey(seed, h, w):
+    rgba = np.random.default_rng(seed).integers(0, 256, (h, w, 4), dtype=np.uint8)
+    out = M.composite_on_grey(rgba).astype(np.float64)
+    a = rgba[..., 3:] / 255.0
+    np.testing.assert_allclose(out, rgba[..., :3] * a + NEUTRAL_GREY * (1 - a), atol=0.5 + 1e-9)

@@ -21,7 +21,7 @@ from swapjax.config import MaskConfig
 from swapjax.data.reference import NEUTRAL_GREY, composite_on_grey, reference_crop  # noqa: F401 (re-exported)
 
 _SUBPIXEL = 4  # cv2 drawing: coordinates carry 4 fractional bits
-_CV_MAX_CHANNELS = 512  # cv2 morphology handles at most this many frames per call (as channels)
+_CV_MAX_CHANNELS = 128  # cv2 morphology takes at most 128 channels (frames) per call (OpenCV 5.0)
 
 
 def as_mask(mask, name: str = "mask") -> np.ndarray:

@@ -236,9 +236,10 @@ class SyntheticClips:
         old = scene.sprites[scene.subject][0]
         new = Appearance(assets.sample_shape(rng, exclude=old.shape.kind), assets.sample_texture(rng))
         target, target_top = render_scene(scene, self.height, self.width, self.num_frames, {scene.subject: new})
-        return {"video": video, "mask": (top == scene.subject).astype(np.uint8),
-                "keypoints": sprite_keypoints(scene, top, scene.subject), "fps": self.fps,
-                "reference": self.sprite_reference(scene, new, rng, ref_size), "target": target,
+        item = {"video": video, "mask": (top == scene.subject).astype(np.uint8),
+                "keypoints": sprite_keypoints(scene, top, scene.subject), "keypoints_kind": KEYPOINTS_KIND,
+                "fps": self.fps}
+        return {**item, "reference": self.sprite_reference(scene, new, rng, ref_size), "target": target,
                 "target_mask": (target_top == scene.subject).astype(np.uint8)}
 
     def sprite_reference(self, scene: Scene, look: Appearance, rng: np.random.Generator, ref_size: int) -> np.ndarray:
