@@ -117,6 +117,9 @@ CASES = {
     "keypoints: ragged": lambda d: (
         P(tracks.read_keypoints, _json(d, "k.json", {"frames": [[[0, 0, 1]], [[0, 0, 1], [1, 1, 1]]]})),
         "k.json' has frames with different point counts"),
+    "keypoints: skeleton mismatch": lambda d: (
+        P(tracks.read_keypoints, _json(d, "k.json", {"kind": "hand", "frames": [[[0, 0, 1]] * 5]})),
+        "k.json' has 5 points per frame, which the 'hand' skeleton cannot draw"),
     "keypoints: frame count": lambda d: (
         P(tracks.read_keypoints, _json(d, "k.json", {"frames": [None] * 3}), num_frames=5),
         "k.json' has 3 frames but"),

@@ -117,14 +117,14 @@ def test_box_track_scales_and_covers_fractional_pixels(tmp_path):
 
 
 def test_keypoint_track_round_trip(tmp_path):
-    kps = np.random.default_rng(0).uniform(0, 30, (4, 5, 3)).astype(np.float32)
+    kps = np.random.default_rng(0).uniform(0, 30, (4, 21, 3)).astype(np.float32)
     tracks.write_keypoints(tmp_path / "k.json", kps, kind="hand")
     back, kind = tracks.read_keypoints(tmp_path / "k.json", num_frames=4)
     assert kind == "hand"
     np.testing.assert_allclose(back, kps, rtol=1e-6)
-    (tmp_path / "n.json").write_text('{"frames": [null, [[1, 2, 1]], null]}')
+    (tmp_path / "n.json").write_text('{"kind": "sprite", "frames": [null, [[1, 2, 1]], null]}')
     back, kind = tracks.read_keypoints(tmp_path / "n.json")
-    assert kind == "pose" and back.shape == (3, 1, 3) and back[0].sum() == 0 and back[1, 0, 2] == 1
+    assert kind == "sprite" and back.shape == (3, 1, 3) and back[0].sum() == 0 and back[1, 0, 2] == 1
 
 
 def test_read_image_rgb_grey_and_rgba(tmp_path):

@@ -17,7 +17,8 @@ Keypoint track (`read_keypoints`)::
 
 One entry per video frame holding the same number K of points in video pixels (visibility in [0, 1]; 0 =
 not drawn); `null` = no detection in that frame (all K points invisible). `kind` is one of `KEYPOINT_KINDS`
-and selects the skeleton used to render the condition video.
+(default "pose") and selects the skeleton used to render the condition video (`keypoints.render_keypoints`),
+so K must fit it (e.g. 18 or 17 body points for "pose", 21 per hand, 68 or 5 face landmarks).
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ from typing import Any
 
 import numpy as np
 
+from swapjax.data import keypoints
 from swapjax.data.atomic import atomic_write
 from swapjax.data.validate import InputError, check_file
 
-KEYPOINT_KINDS = ("pose", "hand", "face")
+KEYPOINT_KINDS = keypoints.KINDS
 
 
 def _load_json(path: str | pathlib.Path, name: str) -> dict[str, Any]:
@@ -120,6 +122,12 @@ def read_keypoints(path: str | pathlib.Path, num_frames: int | None = None) -> t
         raise InputError(f"{name} has frames with different point counts {sorted(counts)}: every frame needs "
                          "the same K points (visibility 0 for missing ones)")
     num_points = counts.pop() if counts else 0
+    if num_points:
+        try:
+            keypoints.default_skeleton(kind, num_points)
+        except ValueError as err:
+            raise InputError(f"{name} has {num_points} points per frame, which the {kind!r} skeleton cannot draw: "
+                             "use 17 or 18 (pose), 21 per hand, 68 or 5 (face), or kind 'sprite' (any K)") from err
     kps = np.zeros((len(frames), num_points, 3), np.float32)  # [F, K, 3]
     for i, points in enumerate(frames):
         if points is None:
