@@ -21,7 +21,6 @@ from swapjax.config import MaskConfig
 from swapjax.data.reference import NEUTRAL_GREY, composite_on_grey, reference_crop  # noqa: F401 (re-exported)
 
 _SUBPIXEL = 4  # cv2 drawing: coordinates carry 4 fractional bits
-_CV_MAX_CHANNELS = 128  # cv2 morphology takes at most 128 channels (frames) per call (OpenCV 5.0)
 
 
 def as_mask(mask, name: str = "mask") -> np.ndarray:
@@ -117,12 +116,7 @@ def _grow(mask, radius: int) -> np.ndarray:
     if radius == 0 or m.size == 0:
         return m
     kernel = disk(radius)
-    out = np.empty_like(m)
-    for s in range(0, m.shape[0], _CV_MAX_CHANNELS):  # frames travel as channels: one cv2 call per chunk
-        chunk = np.ascontiguousarray(m[s:s + _CV_MAX_CHANNELS].transpose(1, 2, 0))  # [H, W, f]
-        grown = cv2.dilate(chunk, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
-        out[s:s + _CV_MAX_CHANNELS] = grown.reshape(chunk.shape).transpose(2, 0, 1)
-    return out
+    return np.stack([cv2.dilate(frame, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0) for frame in m])
 
 
 def feather(mask, radius: int) -> np.ndarray:
@@ -136,13 +130,18 @@ def feather(mask, radius: int) -> np.ndarray:
     m = as_mask(mask).astype(np.uint8)
     if radius == 0:
         return m.astype(np.float32)
-    alpha = np.empty(m.shape, np.float32)
-    for i, frame in enumerate(m):
-        if frame.all():
+    alpha = np.zeros(m.shape, np.float32)
+    b, present = boxes(m)
+    h, w = m.shape[1:]
+    for i in np.flatnonzero(present):
+        # the box grown by one pixel holds the nearest background pixel of every mask pixel in it
+        y0, x0, y1, x1 = max(b[i, 0] - 1, 0), max(b[i, 1] - 1, 0), min(b[i, 2] + 1, h), min(b[i, 3] + 1, w)
+        crop = m[i, y0:y1, x0:x1]
+        if crop.all():  # no background pixel in reach: the mask covers the whole frame
             alpha[i] = 1.0
             continue
-        dist = cv2.distanceTransform(frame, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)  # [H, W] to nearest 0
-        alpha[i] = np.minimum(dist / radius, 1.0)
+        dist = cv2.distanceTransform(crop, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)  # [h, w] to the nearest 0
+        alpha[i, y0:y1, x0:x1] = np.minimum(dist / radius, 1.0)
     return alpha
 
 
