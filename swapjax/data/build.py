@@ -17,6 +17,7 @@ from swapjax.data.validate import InputError
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs the CLI; returns the exit code (0 built, 2 bad input with one line on stderr)."""
     parser = argparse.ArgumentParser(prog="python -m swapjax.data.build", description=__doc__.split("\n\n")[0])
     parser.add_argument("--src", required=True, help="folder of videos + masks (+ keypoints)")
     parser.add_argument("--out", required=True, help="TFDS data dir; the dataset lands in OUT/swap_clips/1.0.0")
