@@ -120,15 +120,16 @@ class WanDiT(nnx.Module):
 
     def run_blocks(self, x: Float[Array, "b l d"], e: Float[Array, "b s 6 d"], text: jax.Array,
                    image: jax.Array | None, rope: tuple[jax.Array, jax.Array], *,
-                   prefix_kv: KV | None = None, return_kv: bool = False
+                   prefix_kv: KV | None = None, return_kv: bool = False, mask: jax.Array | None = None
                    ) -> tuple[Float[Array, "b l d"], KV | None]:
-        """All layers as one scan. `prefix_kv` / the returned kv are per-layer stacks `[layers, B, Lp, N, H]`."""
+        """All layers as one scan. `prefix_kv` / the returned kv are per-layer stacks `[layers, B, Lp, N, H]`;
+        `mask` is an optional boolean self-attention mask shared by all layers (see `WanBlock.self_attention`)."""
         graphdef, state = nnx.split(self.blocks)
 
         def body(x, layer):
             layer_state, layer_prefix = layer
             block = nnx.merge(graphdef, layer_state)
-            return block(x, e, text, image, rope, prefix_kv=layer_prefix, return_kv=return_kv)
+            return block(x, e, text, image, rope, prefix_kv=layer_prefix, return_kv=return_kv, mask=mask)
 
         policy = self.cfg.remat_policy
         if policy != "none":

@@ -132,14 +132,19 @@ class WanBlock(nnx.Module):
         return tuple(mod[:, :, i] for i in range(6))
 
     def self_attention(self, x: Float[Array, "b l d"], rope: tuple[jax.Array, jax.Array], *,
-                       prefix_kv: KV | None = None) -> tuple[Float[Array, "b l d"], KV]:
-        """Self-attention of already-modulated tokens; returns the output and this stream's own (k, v)."""
+                       prefix_kv: KV | None = None, mask: jax.Array | None = None
+                       ) -> tuple[Float[Array, "b l d"], KV]:
+        """Self-attention of already-modulated tokens; returns the output and this stream's own (k, v).
+
+        `mask`: optional boolean `[B|1, N|1, L, Lp + L]` (True = attend), e.g. to check a two-stream split
+        against one dense masked pass; fused kernels prefer the split.
+        """
         q, k, v = self.self_attn.qkv(x, rope)
         own = (k, v)
         if prefix_kv is not None:
             k = jnp.concatenate([prefix_kv[0].astype(k.dtype), k], axis=1)  # [B, Lp + L, N, H]
             v = jnp.concatenate([prefix_kv[1].astype(v.dtype), v], axis=1)
-        return self.self_attn.project_out(attention(q, k, v, backend=self.backend)), own
+        return self.self_attn.project_out(attention(q, k, v, backend=self.backend, mask=mask)), own
 
     def cross_attention(self, x: Float[Array, "b l d"], text: jax.Array, image: jax.Array | None
                         ) -> Float[Array, "b l d"]:
@@ -151,12 +156,12 @@ class WanBlock(nnx.Module):
 
     def __call__(self, x: Float[Array, "b l d"], e: Float[Array, "b s 6 d"], text: Float[Array, "b lt d"],
                  image: Float[Array, "b li d"] | None, rope: tuple[jax.Array, jax.Array], *,
-                 prefix_kv: KV | None = None, return_kv: bool = False
+                 prefix_kv: KV | None = None, return_kv: bool = False, mask: jax.Array | None = None
                  ) -> tuple[Float[Array, "b l d"], KV | None]:
         """One block. Returns the new tokens and, if `return_kv`, this stream's self-attention (k, v)."""
         shift, scale, gate, c_shift, c_scale, c_gate = self.modulation_terms(e)
         h = modulate(x, shift, scale, self.eps).astype(self.dtype)
-        attn, own_kv = self.self_attention(h, rope, prefix_kv=prefix_kv)
+        attn, own_kv = self.self_attention(h, rope, prefix_kv=prefix_kv, mask=mask)
         x = (x.astype(jnp.float32) + attn.astype(jnp.float32) * gate).astype(self.dtype)
         x = x + self.cross_attention(x, text, image).astype(self.dtype)
         h = modulate(x, c_shift, c_scale, self.eps).astype(self.dtype)
