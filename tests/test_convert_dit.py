@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 import json
 
 import jax
@@ -26,6 +27,8 @@ from wan_dit_torch import build_reference, save_reference
 T2V = dict(num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=4, text_dim=32, freq_dim=32,
            ffn_dim=64, num_layers=2)
 I2V = dict(T2V, image_dim=24, added_kv_proj_dim=32)
+
+CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
 
 
 def _numpy_state_dict(model) -> dict[str, np.ndarray]:
@@ -123,13 +126,13 @@ def test_config_translation_round_trip():
 
 
 @pytest.mark.parametrize("config_file, original", [
-    ("configs/wan2_1_t2v_1_3b.py", dict(model_type="t2v", dim=1536, ffn_dim=8960, freq_dim=256, in_dim=16,
+    ("wan2_1_t2v_1_3b.py", dict(model_type="t2v", dim=1536, ffn_dim=8960, freq_dim=256, in_dim=16,
                                         out_dim=16, num_heads=12, num_layers=30, eps=1e-6, text_len=512)),
-    ("configs/wan2_1_i2v_14b.py", dict(model_type="i2v", dim=5120, ffn_dim=13824, freq_dim=256, in_dim=36,
+    ("wan2_1_i2v_14b.py", dict(model_type="i2v", dim=5120, ffn_dim=13824, freq_dim=256, in_dim=36,
                                        out_dim=16, num_heads=40, num_layers=40, eps=1e-6, text_len=512)),
 ])
 def test_original_wan_config_json_gives_the_shipped_architecture(config_file, original):
-    shipped = load_config(config_file).dit
+    shipped = load_config(CONFIGS / config_file).dit
     execution = {f: getattr(shipped, f) for f in ("param_dtype", "dtype", "attention", "remat_policy")}
     assert dit_config_from_original(original, **execution) == shipped
     with pytest.raises(CheckpointError, match="model_type"):
