@@ -1,0 +1,147 @@
+"""Wan2.1 VAE converter: diffusers and original layouts, config mapping, shape errors."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+import pytest
+import torch
+from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers
+from flax import nnx
+from safetensors.numpy import save_file
+
+from swapjax.config import VAEConfig
+from swapjax.convert.checkpoint_io import CheckpointError
+from swapjax.convert.vae import convert_vae, original_name, vae_config_from_diffusers
+from swapjax.parallel import logical_specs
+from wan_vae_torch import build_reference
+
+# diffusers' own original->diffusers converter hard-codes this structure (2 res blocks, 4 levels, (1,2,4,4)).
+WAN21_TINY = dict(base_dim=4, z_dim=4, dim_mult=[1, 2, 4, 4], num_res_blocks=2,
+                  temperal_downsample=[False, True, True])
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    ref = build_reference(seed=3, **WAN21_TINY)
+    path = tmp_path_factory.mktemp("vae_diffusers")
+    ref.save_pretrained(path)
+    state_dict = {k: v.numpy() for k, v in ref.state_dict().items()}
+    return path, state_dict
+
+
+def _flat(state):
+    return {path: np.asarray(v[...]) for path, v in nnx.to_flat_state(state)}
+
+
+def test_diffusers_directory_converts_every_tensor(reference):
+    path, state_dict = reference
+    cfg, state = convert_vae(path)
+    assert cfg.base_dim == 4 and cfg.z_dim == 4 and cfg.dim_mult == (1, 2, 4, 4)
+    assert cfg.latents_std == pytest.approx([1.0 + 0.1 * i for i in range(4)])
+    flat = _flat(state)
+    assert sum(a.size for a in flat.values()) == sum(a.size for a in state_dict.values())
+    # Spot-check the layout transforms: Conv3d, per-frame Conv2d, gamma, bias.
+    w = state_dict["encoder.conv_in.weight"]  # [O, I, kt, kh, kw]
+    np.testing.assert_array_equal(flat[("encoder", "conv_in", "conv", "kernel")], w.transpose(2, 3, 4, 1, 0))
+    w = state_dict["decoder.up_blocks.0.upsamplers.0.resample.1.weight"]  # [O, I, kh, kw]
+    np.testing.assert_array_equal(flat[("decoder", "up_blocks", 0, "upsamplers", 0, "resample", "kernel")],
+                                  w.transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(flat[("encoder", "mid_block", "attentions", 0, "norm", "gamma")],
+                                  state_dict["encoder.mid_block.attentions.0.norm.gamma"].reshape(-1))
+    np.testing.assert_array_equal(flat[("quant_conv", "conv", "bias")], state_dict["quant_conv.bias"])
+
+
+def test_state_carries_logical_axes(reference):
+    _, state = convert_vae(reference[0])
+    specs = dict(nnx.to_flat_state(logical_specs(state)))
+    assert len(specs[("encoder", "conv_in", "conv", "kernel")]) == 5
+    names = nnx.to_flat_state(state)[0][1].get_metadata()["out_sharding"]
+    assert all(isinstance(n, str) for n in names)
+
+
+def test_original_layout_names_agree_with_diffusers_converter(reference):
+    """Our original-layout names, fed to diffusers' own original->diffusers converter, come back unchanged."""
+    _, state_dict = reference
+    cfg = vae_config_from_diffusers(dict(WAN21_TINY))
+    original = {original_name(k, cfg): v for k, v in state_dict.items()}
+    assert "encoder.downsamples.0.residual.2.weight" in original and "decoder.upsamples.7.resample.1.weight" in original
+    back = convert_wan_vae_to_diffusers({k: torch.from_numpy(v) for k, v in original.items()})
+    assert sorted(back) == sorted(state_dict)
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "pth"])
+def test_original_layout_gives_the_same_params(reference, tmp_path, fmt):
+    path, state_dict = reference
+    cfg, want = convert_vae(path)
+    original = {original_name(k, cfg): v for k, v in state_dict.items()}
+    if fmt == "safetensors":
+        src = tmp_path / "Wan2.1_VAE.safetensors"
+        save_file(original, str(src))
+        got_cfg, got = convert_vae(src, config=cfg)
+    else:
+        src = tmp_path / "Wan2.1_VAE.pth"
+        torch.save({k: torch.from_numpy(v) for k, v in original.items()}, src)
+        with pytest.raises(CheckpointError, match="allow_pickle"):
+            convert_vae(src, config=cfg)
+        got_cfg, got = convert_vae(src, config=cfg, allow_pickle=True)
+    assert got_cfg == cfg
+    want_flat, got_flat = _flat(want), _flat(got)
+    assert want_flat.keys() == got_flat.keys()
+    for key in want_flat:
+        np.testing.assert_array_equal(got_flat[key], want_flat[key], err_msg=str(key))
+
+
+def test_mismatches_are_all_listed(reference, tmp_path):
+    _, state_dict = reference
+    broken = dict(state_dict)
+    del broken["decoder.conv_out.bias"]  # missing
+    broken["encoder.conv_in.weight"] = np.zeros((5, 3, 3, 3, 3), np.float32)  # wrong shape
+    broken["encoder.extra.weight"] = np.zeros((2,), np.float32)  # unexpected
+    save_file(broken, str(tmp_path / "diffusion_pytorch_model.safetensors"))
+    (tmp_path / "config.json").write_text(json.dumps({"_class_name": "AutoencoderKLWan", **WAN21_TINY}))
+    with pytest.raises(CheckpointError) as err:
+        convert_vae(tmp_path)
+    message = str(err.value)
+    assert "3 parameters differ" in message
+    for name in ("decoder.conv_out.bias", "encoder.conv_in.weight", "encoder.extra.weight"):
+        assert name in message
+    assert "(3, 3, 3, 3, 4)" in message and "(3, 3, 3, 3, 5)" in message
+
+
+def test_original_file_without_config_uses_wan21_defaults(reference, tmp_path):
+    _, state_dict = reference
+    cfg = vae_config_from_diffusers(dict(WAN21_TINY))
+    save_file({original_name(k, cfg): v for k, v in state_dict.items()}, str(tmp_path / "vae.safetensors"))
+    with pytest.raises(CheckpointError, match=r"Wan2.1 defaults .*pass config="):
+        convert_vae(tmp_path / "vae.safetensors")  # tiny tensors vs the 127M-parameter default config
+
+
+def test_config_from_diffusers_and_wan22_rejection():
+    cfg = vae_config_from_diffusers({"_class_name": "AutoencoderKLWan", "base_dim": 96, "z_dim": 16,
+                                     "dim_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_scales": [],
+                                     "temperal_downsample": [False, True, True], "dropout": 0.0},
+                                    dtype="bfloat16")
+    assert cfg == VAEConfig(dtype="bfloat16")
+    with pytest.raises(CheckpointError, match="Wan2.2-only options .*is_residual"):
+        vae_config_from_diffusers({"base_dim": 160, "z_dim": 48, "is_residual": True, "patch_size": 2})
+    with pytest.raises(CheckpointError, match="AutoencoderKLQwenImage"):
+        vae_config_from_diffusers({"_class_name": "AutoencoderKLQwenImage"})
+
+
+def test_bf16_checkpoint_loads_into_float32_params(tmp_path):
+    ref = build_reference(seed=4, **WAN21_TINY).to(torch.bfloat16)
+    ref.save_pretrained(tmp_path)
+    _, state = convert_vae(tmp_path)
+    assert all(leaf.dtype == np.float32 for leaf in jax.tree.leaves(state))
+    w = ref.state_dict()["decoder.conv_out.weight"].float().numpy()
+    np.testing.assert_array_equal(_flat(state)[("decoder", "conv_out", "conv", "kernel")], w.transpose(2, 3, 4, 1, 0))
+
+
+def test_bfloat16_params_from_config(reference):
+    path, _ = reference
+    cfg, state = convert_vae(path, config=vae_config_from_diffusers(dict(WAN21_TINY), param_dtype="bfloat16"))
+    assert cfg.param_dtype == "bfloat16"
+    assert all(leaf.dtype == jax.numpy.bfloat16 for leaf in jax.tree.leaves(state))
