@@ -162,3 +162,31 @@ def test_cli_converts_saves_and_loads(tmp_path, capsys):
     assert main(["--src", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_cli_dispatches_vae_checkpoints_by_config_class(tmp_path):
+    from swapjax.convert.vae import convert_vae
+    from wan_vae_torch import build_reference as build_vae
+
+    vae = build_vae(0, base_dim=8, z_dim=4, dim_mult=[1, 2], num_res_blocks=1, temperal_downsample=[True])
+    vae.save_pretrained(tmp_path / "vae")
+    assert detect_kind(tmp_path / "vae") == "vae"
+    assert main(["--src", str(tmp_path / "vae"), "--out", str(tmp_path / "out"), "--dtype", "bfloat16"]) == 0
+    kind, cfg, state = load_converted(tmp_path / "out")
+    cfg32, expected = convert_vae(tmp_path / "vae")
+    assert kind == "vae" and cfg == dataclasses.replace(cfg32, param_dtype="bfloat16")
+    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(expected)):
+        assert a.dtype == ml_dtypes.bfloat16
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b).astype(ml_dtypes.bfloat16))
+
+
+def test_load_converted_lists_mismatches_against_its_config(tmp_path):
+    src = save_reference(build_reference(seed=8, **T2V), tmp_path / "src")
+    assert main(["--src", str(src), "--out", str(tmp_path / "out")]) == 0
+    meta_file = tmp_path / "out" / "swapjax_config.json"
+    meta = json.loads(meta_file.read_text())
+    meta["config"]["ffn_dim"] = 48
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"blocks/ffn/fc1/kernel: config expects \(2, 32, 48\), checkpoint "
+                                              r"has \(2, 32, 64\)"):
+        load_converted(tmp_path / "out")

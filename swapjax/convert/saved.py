@@ -88,14 +88,13 @@ def load_converted(path: str | pathlib.Path) -> tuple[str, DiTConfig | VAEConfig
     state = abstract_state(kind, cfg)
     with ocp.Checkpointer(ocp.StandardCheckpointHandler()) as ckptr:
         restored = ckptr.restore(path / PARAMS_DIR)
-    flat_found = {path_: np.shape(v) for path_, v in _flatten(restored)}
-    flat_expected = {p: tuple(v.shape) for p, v in nnx.to_flat_state(state)}
-    check_shapes({"/".join(map(str, k)): v for k, v in flat_expected.items()},
-                 {"/".join(map(str, k)): v for k, v in flat_found.items()}, what=f"converted params {str(path)!r}")
-    dtypes = {p: v.dtype for p, v in nnx.to_flat_state(state)}
-    for p, v in _flatten(restored):
-        _set(restored, p, jax.numpy.asarray(v, dtype=dtypes[p]))
-    nnx.replace_by_pure_dict(state, restored)
+    # Orbax hands dict keys back as strings (list indices included): match paths as strings.
+    found = {"/".join(map(str, p)): v for p, v in _flatten(restored)}
+    targets = {"/".join(map(str, p)): var for p, var in nnx.to_flat_state(state)}
+    check_shapes({name: tuple(var.shape) for name, var in targets.items()},
+                 {name: tuple(np.shape(v)) for name, v in found.items()}, what=f"converted params {str(path)!r}")
+    for name, var in targets.items():
+        var.set_value(jax.numpy.asarray(found[name], dtype=var.get_value().dtype))
     return kind, cfg, state
 
 
@@ -107,9 +106,3 @@ def _flatten(tree: dict, prefix: tuple = ()) -> list[tuple[tuple, Any]]:
         else:
             out.append(((*prefix, k), v))
     return out
-
-
-def _set(tree: dict, path: tuple, value: Any) -> None:
-    for k in path[:-1]:
-        tree = tree[k]
-    tree[path[-1]] = value
