@@ -22,6 +22,7 @@ from swapjax.convert.checkpoint_io import CheckpointError
 from swapjax.convert.dit import (ORIGINAL_PREFIX, convert_dit, dit_config_from_diffusers, dit_config_from_original,
                                  dit_config_to_diffusers, param_table)
 from swapjax.convert.saved import load_converted
+from swapjax.parallel import MESH_AXES
 from wan_dit_torch import build_reference, save_reference
 
 T2V = dict(num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=4, text_dim=32, freq_dim=32,
@@ -150,6 +151,12 @@ def test_cli_converts_saves_and_loads(tmp_path, capsys):
     # logical axes survive the round trip
     assert dict(nnx.to_flat_state(state))[("blocks", "self_attn", "q", "kernel")].out_sharding == (
         "layers", "embed", "heads")
+
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:8]).reshape(2, 2, 2, 1), MESH_AXES)
+    _, _, sharded = load_converted(tmp_path / "out", mesh=mesh)
+    kernel = dict(nnx.to_flat_state(sharded))[("blocks", "ffn", "fc1", "kernel")].get_value()
+    assert kernel.sharding.spec == jax.sharding.PartitionSpec(None, "fsdp", "tensor")
+    _assert_same_state(sharded, expected)
 
     assert main(["--src", str(src), "--out", str(tmp_path / "bf16"), "--dtype", "bfloat16"]) == 0
     _, cfg16, state16 = load_converted(tmp_path / "bf16")

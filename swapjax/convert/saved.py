@@ -24,6 +24,7 @@ from flax import nnx
 
 from swapjax.config import DiTConfig, VAEConfig
 from swapjax.convert.checkpoint_io import CheckpointError, check_shapes
+from swapjax.parallel import state_shardings
 
 CONFIG_FILE = "swapjax_config.json"
 PARAMS_DIR = "params"
@@ -69,11 +70,14 @@ def save_converted(out: str | pathlib.Path, kind: str, cfg: DiTConfig | VAEConfi
     return out
 
 
-def load_converted(path: str | pathlib.Path) -> tuple[str, DiTConfig | VAEConfig, nnx.State]:
+def load_converted(path: str | pathlib.Path, *, mesh: jax.sharding.Mesh | None = None
+                   ) -> tuple[str, DiTConfig | VAEConfig, nnx.State]:
     """Reads a directory written by `save_converted` -> (kind, config, state with logical-axis metadata).
 
-    Shapes are checked per parameter against the model the config describes before the state is filled
-    (one `CheckpointError` listing every mismatch).
+    Shapes are checked per parameter (from Orbax metadata, before any data is read) against the model the
+    config describes: one `CheckpointError` lists every mismatch. Arrays are then restored straight into
+    their final dtype and, with `mesh`, their final shardings (`swapjax.parallel.state_shardings`), so no
+    second host copy is made.
     """
     path = pathlib.Path(path).absolute()
     meta_file = path / CONFIG_FILE
@@ -86,22 +90,44 @@ def load_converted(path: str | pathlib.Path) -> tuple[str, DiTConfig | VAEConfig
         raise CheckpointError(f"{str(meta_file)!r} has kind {kind!r}: expected one of {sorted(_CONFIG_TYPES)}")
     cfg = _config_from_json(kind, meta["config"])
     state = abstract_state(kind, cfg)
+    # Orbax hands dict keys back as strings (list indices included): match paths as "a/0/b" strings.
+    targets = {_name(p): var for p, var in nnx.to_flat_state(state)}
+    shardings = {}
+    if mesh is not None:
+        shardings = {_name(p): s for p, s in nnx.to_flat_state(state_shardings(state, mesh))}
     with ocp.Checkpointer(ocp.StandardCheckpointHandler()) as ckptr:
-        restored = ckptr.restore(path / PARAMS_DIR)
-    # Orbax hands dict keys back as strings (list indices included): match paths as strings.
-    found = {"/".join(map(str, p)): v for p, v in _flatten(restored)}
-    targets = {"/".join(map(str, p)): var for p, var in nnx.to_flat_state(state)}
-    check_shapes({name: tuple(var.shape) for name, var in targets.items()},
-                 {name: tuple(np.shape(v)) for name, v in found.items()}, what=f"converted params {str(path)!r}")
-    for name, var in targets.items():
-        var.set_value(jax.numpy.asarray(found[name], dtype=var.get_value().dtype))
+        saved = ckptr.metadata(path / PARAMS_DIR).item_metadata
+        found = {_name(p): tuple(m.shape) for p, m in _flatten(saved)}
+        check_shapes({name: tuple(var.shape) for name, var in targets.items()}, found,
+                     what=f"converted params {str(path)!r}")
+        target = jax.tree_util.tree_map_with_path(
+            lambda p, m: jax.ShapeDtypeStruct(m.shape, targets[_name(p)].get_value().dtype,
+                                              sharding=_sharding_value(shardings.get(_name(p)))),
+            _as_dict(saved))
+        restored = ckptr.restore(path / PARAMS_DIR, args=ocp.args.StandardRestore(target))
+    for p, value in _flatten(restored):
+        targets[_name(p)].set_value(value)
     return kind, cfg, state
 
 
-def _flatten(tree: dict, prefix: tuple = ()) -> list[tuple[tuple, Any]]:
+def _name(path: tuple) -> str:
+    return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+
+
+def _sharding_value(var: Any) -> Any:
+    return None if var is None else var.get_value()
+
+
+def _as_dict(tree: Any) -> Any:
+    """Orbax tree metadata -> plain nested dict with the same keys and leaves."""
+    return {k: _as_dict(v) for k, v in tree.items()} if hasattr(tree, "items") else tree
+
+
+def _flatten(tree: Any, prefix: tuple = ()) -> list[tuple[tuple, Any]]:
+    """Nested mapping -> [(key path, leaf)]."""
     out = []
     for k, v in tree.items():
-        if isinstance(v, dict):
+        if hasattr(v, "items"):
             out += _flatten(v, (*prefix, k))
         else:
             out.append(((*prefix, k), v))
