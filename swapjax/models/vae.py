@@ -25,6 +25,7 @@ from typing import Iterator
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jaxtyping import Array, Float
 
 from swapjax.config import VAEConfig
 from swapjax.models.vae_blocks import AttentionBlock, Cache, CausalConv3d, Resample, ResidualBlock, RMSNorm
@@ -186,7 +187,8 @@ def check_latents(z, cfg: VAEConfig) -> None:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def vae_encode(graphdef: nnx.GraphDef, state: nnx.State, video: jax.Array) -> tuple[jax.Array, jax.Array]:
+def vae_encode(graphdef: nnx.GraphDef, state: nnx.State, video: Float[Array, "b f h w 3"]
+               ) -> tuple[Float[Array, "b t i j z"], Float[Array, "b t i j z"]]:
     """Whole clip in one pass: video `[B, F, H, W, 3]` -> (mean, logvar), each `[B, f, h, w, z_dim]` float32."""
     model = nnx.merge(graphdef, state)
     check_video(video, model.cfg)
@@ -195,7 +197,8 @@ def vae_encode(graphdef: nnx.GraphDef, state: nnx.State, video: jax.Array) -> tu
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def vae_decode(graphdef: nnx.GraphDef, state: nnx.State, z: jax.Array) -> jax.Array:
+def vae_decode(graphdef: nnx.GraphDef, state: nnx.State, z: Float[Array, "b t i j z"]
+               ) -> Float[Array, "b f h w 3"]:
     """Whole clip in one pass: latents `[B, f, h, w, z_dim]` -> video `[B, F, H, W, 3]` in [-1, 1] float32."""
     model = nnx.merge(graphdef, state)
     check_latents(z, model.cfg)
@@ -267,20 +270,21 @@ def vae_decode_chunked(graphdef: nnx.GraphDef, state: nnx.State, z, *, chunk_lat
 # Latent helpers.
 
 
-def sample_latent(mean: jax.Array, logvar: jax.Array, rng: jax.Array) -> jax.Array:
+def sample_latent(mean: Float[Array, "b t i j z"], logvar: Float[Array, "b t i j z"], rng: jax.Array
+                  ) -> Float[Array, "b t i j z"]:
     """Draws `z = mean + exp(logvar / 2) * eps`, all `[B, f, h, w, z_dim]`."""
     eps = jax.random.normal(rng, mean.shape, mean.dtype)
     return mean + jnp.exp(0.5 * logvar) * eps
 
 
-def normalize_latents(z: jax.Array, cfg: VAEConfig) -> jax.Array:
+def normalize_latents(z: Float[Array, "... z"], cfg: VAEConfig) -> Float[Array, "... z"]:
     """VAE latents -> the DiT's latent space: `(z - latents_mean) / latents_std` per channel (last axis)."""
     mean = jnp.asarray(cfg.latents_mean, z.dtype)
     std = jnp.asarray(cfg.latents_std, z.dtype)
     return (z - mean) / std
 
 
-def denormalize_latents(z: jax.Array, cfg: VAEConfig) -> jax.Array:
+def denormalize_latents(z: Float[Array, "... z"], cfg: VAEConfig) -> Float[Array, "... z"]:
     """Inverse of `normalize_latents`: `z * latents_std + latents_mean`."""
     mean = jnp.asarray(cfg.latents_mean, z.dtype)
     std = jnp.asarray(cfg.latents_std, z.dtype)

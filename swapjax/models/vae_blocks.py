@@ -14,6 +14,7 @@ is a rename plus a transpose. Parameter dtype and compute dtype come from the ca
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
@@ -27,15 +28,9 @@ Cache = Any  # a pytree of arrays (None for stateless blocks)
 _CONV_DIMS = {4: ("NHWC", "HWIO", "NHWC"), 5: ("NDHWC", "DHWIO", "NDHWC")}
 
 
-def _dtype(name: str) -> jnp.dtype:
-    return jnp.dtype(name)
-
-
 def _fan_in_normal(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
     """N(0, 1 / fan_in) for a `[*window, C_in, C_out]` kernel (LeCun normal, untruncated; cheap to compile)."""
-    fan_in = 1
-    for s in shape[:-1]:
-        fan_in *= s
+    fan_in = math.prod(shape[:-1])
     return (jax.random.normal(key, shape, jnp.float32) / fan_in ** 0.5).astype(dtype)
 
 
@@ -50,12 +45,12 @@ class Conv(nnx.Module):
                  rngs: nnx.Rngs):
         spatial = ("kernel",) * len(window)
         self.kernel = nnx.Param(sharded_init(_fan_in_normal, (*spatial, "conv_in", "conv_out"))(
-            rngs.params(), (*window, cin, cout), _dtype(param_dtype)))
+            rngs.params(), (*window, cin, cout), jnp.dtype(param_dtype)))
         self.bias = nnx.Param(sharded_init(nnx.initializers.zeros_init(), ("conv_out",))(
-            rngs.params(), (cout,), _dtype(param_dtype)))
+            rngs.params(), (cout,), jnp.dtype(param_dtype)))
         self.strides = tuple(strides or (1,) * len(window))
         self.padding = tuple(padding or ((0, 0),) * len(window))
-        self.dtype = _dtype(dtype)
+        self.dtype = jnp.dtype(dtype)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         nd = len(self.kernel.shape) - 2
@@ -94,11 +89,10 @@ class RMSNorm(nnx.Module):
     """Wan's RMS_norm: L2-normalise over channels, times sqrt(C) and a learned per-channel gamma (in fp32)."""
 
     def __init__(self, dim: int, *, dtype: str, param_dtype: str, rngs: nnx.Rngs):
-        del rngs
         self.gamma = nnx.Param(sharded_init(nnx.initializers.ones_init(), ("conv_in",))(
-            jax.random.key(0), (dim,), _dtype(param_dtype)))
+            rngs.params(), (dim,), jnp.dtype(param_dtype)))
         self.scale = dim ** 0.5
-        self.dtype = _dtype(dtype)
+        self.dtype = jnp.dtype(dtype)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         wide = jnp.promote_types(x.dtype, jnp.float32)  # bf16 activations are normalised in fp32
@@ -135,7 +129,7 @@ class AttentionBlock(nnx.Module):
         self.norm = RMSNorm(dim, **kw)
         self.to_qkv = Conv(dim, 3 * dim, (1, 1), **kw)
         self.proj = Conv(dim, dim, (1, 1), **kw)
-        self.dtype = _dtype(dtype)
+        self.dtype = jnp.dtype(dtype)
 
     def __call__(self, x: jax.Array, cache: Cache = None) -> tuple[jax.Array, Cache]:
         b, t, h, w, c = x.shape
