@@ -10,6 +10,7 @@ from flax import nnx
 
 from swapjax.config import VAEConfig
 from swapjax.models import vae as wan_vae
+from swapjax.parallel import state_shardings
 
 TINY = VAEConfig(base_dim=4, z_dim=4, dim_mult=(1, 2, 2, 2), num_res_blocks=1,
                  latents_mean=(0.5, -1.0, 0.0, 2.0), latents_std=(2.0, 0.5, 1.0, 4.0))
@@ -141,3 +142,16 @@ def test_wan21_size_matches_the_release():
         nnx.eval_shape(lambda: wan_vae.WanVAE(VAEConfig(), rngs=nnx.Rngs(0)))), s, v),
         state, jax.ShapeDtypeStruct((1, 81, 480, 832, 3), jnp.float32))
     assert shapes[0].shape == (1, 21, 60, 104, 16)
+
+
+def test_data_parallel_encode_matches_single_device(tiny):
+    """Batch sharded over 8 (fake) devices, parameters placed by the logical-axis rules: same latents."""
+    graphdef, state = tiny
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:8]).reshape(8, 1, 1, 1), ("data", "fsdp", "tensor", "sequence"))
+    placed = jax.device_put(state, state_shardings(state, mesh))
+    video = jax.random.uniform(jax.random.key(3), (8, 5, 16, 16, 3), minval=-1, maxval=1)
+    sharded = jax.device_put(video, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(("data", "fsdp"))))
+    mean, _ = wan_vae.vae_encode(graphdef, placed, sharded)
+    want, _ = wan_vae.vae_encode(graphdef, state, video)
+    assert len(mean.sharding.device_set) == 8
+    np.testing.assert_allclose(mean, want, rtol=1e-5, atol=1e-6)
