@@ -15,6 +15,9 @@ The layer stack is one `WanBlock` whose parameters are stacked on a leading `lay
 not grow with depth. `run_blocks` also serves prefix streams: `return_kv=True` returns every layer's
 self-attention keys/values `[layers, B, Lp, N, H]`, and `prefix_kv=` feeds such a stack to a second pass
 whose queries then attend to `[prefix; own]` keys (the prefix is never recomputed).
+
+Per-token `t` materialises a `[B, L, 6, D]` modulation; for long videos prefer one `t` per stream (e.g. a
+clean prefix stream with t = 0 and the video stream with t), which keeps it `[B, 1, 6, D]`.
 """
 
 from __future__ import annotations
