@@ -45,9 +45,9 @@ def abstract_state(kind: str, cfg: DiTConfig | VAEConfig) -> nnx.State:
         from swapjax.models.dit import abstract_dit
 
         return abstract_dit(cfg)[1]
-    from swapjax.models.vae import WanVAE  # imported lazily: the DiT path must not need the VAE module
+    from swapjax.models.vae import abstract_vae  # imported lazily: the DiT path must not need the VAE module
 
-    return nnx.state(nnx.eval_shape(lambda: WanVAE(cfg, rngs=nnx.Rngs(0))))
+    return abstract_vae(cfg)[1]
 
 
 def save_converted(out: str | pathlib.Path, kind: str, cfg: DiTConfig | VAEConfig, state: nnx.State, *,

@@ -24,7 +24,7 @@ from flax import nnx
 
 from swapjax.config import ConfigError, VAEConfig
 from swapjax.convert.checkpoint_io import CheckpointError, TensorReader, check_shapes, read_json_config
-from swapjax.models.vae import WanVAE
+from swapjax.models.vae import abstract_vae
 
 # diffusers residual-block child -> original Wan child
 _RESIDUAL_ORIGINAL = {"norm1": "residual.0", "conv1": "residual.2", "norm2": "residual.3",
@@ -142,7 +142,7 @@ def convert_vae(src: str | pathlib.Path, *, allow_pickle: bool = False,
         source = "config.json" if json_path.is_file() else "Wan2.1 defaults (no config.json; pass config=)"
     layout = _detect_layout(reader.keys())
 
-    abstract = nnx.state(nnx.eval_shape(lambda: WanVAE(config, rngs=nnx.Rngs(0))))
+    abstract = abstract_vae(config)[1]
     flat = dict(nnx.to_flat_state(abstract))
     names = reference_names(config, layout, flat)
     found = {n: _to_swapjax_shape(s, len(flat[names[n]].shape)) if n in names else s
@@ -174,7 +174,7 @@ def _fill(abstract: nnx.State, values: dict[tuple, Any]) -> nnx.State:
 def reference_names(cfg: VAEConfig, layout: str = "diffusers", flat: dict | None = None) -> dict[str, tuple]:
     """{checkpoint tensor name: swapjax parameter path} for `cfg` in `layout` ("diffusers" or "original")."""
     if flat is None:
-        flat = dict(nnx.to_flat_state(nnx.state(nnx.eval_shape(lambda: WanVAE(cfg, rngs=nnx.Rngs(0))))))
+        flat = dict(nnx.to_flat_state(abstract_vae(cfg)[1]))
     out = {}
     for path in flat:
         name = diffusers_name(path)

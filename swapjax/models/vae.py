@@ -155,6 +155,11 @@ class WanVAE(nnx.Module):
         return jnp.clip(x.astype(jnp.float32), -1.0, 1.0), cache
 
 
+def abstract_vae(cfg: VAEConfig) -> tuple[nnx.GraphDef, nnx.State]:
+    """(graphdef, state of `jax.ShapeDtypeStruct`s with logical-axis metadata) without allocating parameters."""
+    return nnx.split(nnx.eval_shape(lambda: WanVAE(cfg, rngs=nnx.Rngs(0))))
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Input checks (one line naming the input, what is wrong and the fix).
 
