@@ -197,3 +197,18 @@ def test_load_converted_lists_mismatches_against_its_config(tmp_path):
     with pytest.raises(CheckpointError, match=r"blocks/ffn/fc1/kernel: config expects \(2, 32, 48\), checkpoint "
                                               r"has \(2, 32, 64\)"):
         load_converted(tmp_path / "out")
+
+
+def test_sharded_bf16_export_converts_to_the_rounded_params(tmp_path):
+    """A multi-file bf16 diffusers export (with its index.json) gives the bf16-rounded fp32 parameters."""
+    model = build_reference(seed=8, **T2V)
+    _, expected = convert_dit(save_reference(model, tmp_path / "fp32"))
+    model.to(torch.bfloat16).save_pretrained(tmp_path / "bf16", safe_serialization=True, max_shard_size="20KB")
+    shards = sorted((tmp_path / "bf16").glob("*.safetensors"))
+    assert len(shards) > 1 and list((tmp_path / "bf16").glob("*.safetensors.index.json"))
+    cfg, state = convert_dit(tmp_path / "bf16", dtype="float32")
+    assert cfg.param_dtype == "float32"
+    got, want = _flat(state), _flat(expected)
+    for k in want:
+        assert got[k].dtype == np.float32
+        np.testing.assert_array_equal(got[k], want[k].astype(ml_dtypes.bfloat16).astype(np.float32), err_msg=str(k))
