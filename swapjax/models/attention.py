@@ -8,6 +8,10 @@ boolean mask broadcastable to `[B, N, Tq, Tk]` (True = attend). Backends:
   cast to bfloat16 for the kernel and the result is cast back (bf16 tolerance).
 - `"splash"`: Pallas splash attention, compiled on TPU and run in interpret mode on CPU (slow; for tests).
   Sequences are padded to the kernel's block size; padded keys are excluded through segment ids.
+
+`one_way_attention` is the reference-prefix pattern (a prefix that reads only itself, followed by tokens that
+read everything) as two calls of `attention`, so it runs on every backend; `one_way_mask` is the same rule as a
+dense boolean mask, for checking.
 """
 
 from __future__ import annotations
@@ -44,6 +48,28 @@ def attention(q: Float[Array, "b tq n h"], k: Float[Array, "b tk n h"], v: Float
     if backend == "splash":
         return _splash(q, k, v, mask)
     raise ValueError(f"attention backend {backend!r} is unknown: use one of {BACKENDS}")
+
+
+def one_way_attention(q: Float[Array, "b tq n h"], k: Float[Array, "b tk n h"], v: Float[Array, "b tk n h"],
+                      prefix_len: int, *, backend: str = "xla") -> Float[Array, "b tq n h"]:
+    """Queries `[:P]` attend to keys `[:P]` only; queries `[P:]` attend to all keys (P = `prefix_len`, static).
+
+    Keys beyond the query length (e.g. extra tokens appended after the sequence) are therefore read by the
+    non-prefix queries only. Equals `attention(q, k, v, mask=one_way_mask(P, Tq, Tk))`.
+    """
+    if not 0 < prefix_len < q.shape[1] or prefix_len > k.shape[1]:
+        raise ValueError(f"one_way_attention: prefix_len ({prefix_len}) must lie in (0, Tq = {q.shape[1]}) and "
+                         f"not exceed Tk = {k.shape[1]}")
+    head = attention(q[:, :prefix_len], k[:, :prefix_len], v[:, :prefix_len], backend=backend)  # [B, P, N, H]
+    tail = attention(q[:, prefix_len:], k, v, backend=backend)  # [B, Tq - P, N, H]
+    return jnp.concatenate([head, tail], axis=1)  # [B, Tq, N, H]
+
+
+def one_way_mask(prefix_len: int, tq: int, tk: int) -> np.ndarray:
+    """Boolean `[Tq, Tk]` mask of `one_way_attention`: prefix rows see prefix columns, other rows see all."""
+    mask = np.ones((tq, tk), bool)
+    mask[:prefix_len, prefix_len:] = False
+    return mask
 
 
 def _as_4d_mask(mask, b: int, n: int, tq: int, tk: int) -> jax.Array:

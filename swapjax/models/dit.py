@@ -23,6 +23,7 @@ clean prefix stream with t = 0 and the video stream with t), which keeps it `[B,
 from __future__ import annotations
 
 import math
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -123,22 +124,31 @@ class WanDiT(nnx.Module):
 
     def run_blocks(self, x: Float[Array, "b l d"], e: Float[Array, "b s 6 d"], text: jax.Array,
                    image: jax.Array | None, rope: tuple[jax.Array, jax.Array], *,
-                   prefix_kv: KV | None = None, return_kv: bool = False, mask: jax.Array | None = None
+                   prefix_kv: KV | None = None, return_kv: bool = False, mask: jax.Array | None = None,
+                   prefix_len: int = 0, layer_xs: Any = None, layer_fn: Callable[[Any], dict] | None = None
                    ) -> tuple[Float[Array, "b l d"], KV | None]:
         """All layers as one scan. `prefix_kv` / the returned kv are per-layer stacks `[layers, B, Lp, N, H]`;
-        `mask` is an optional boolean self-attention mask shared by all layers (see `WanBlock.self_attention`)."""
+        `mask` (a boolean self-attention mask) and `prefix_len` (a one-way prefix at the start of this stream)
+        are shared by all layers (see `WanBlock.self_attention`).
+
+        Per-layer inputs: `layer_xs` is any pytree whose leaves have a leading `layers` axis (e.g. the state of
+        stacked adapter modules, or per-layer indices); the scan slices it and `layer_fn(slice)` returns extra
+        keyword inputs for that layer's block (`residual`, `extra_tokens`, `branch`).
+        """
         graphdef, state = nnx.split(self.blocks)
 
         def body(x, layer):
-            layer_state, layer_prefix = layer
+            layer_state, layer_prefix, xs = layer
             block = nnx.merge(graphdef, layer_state)
-            return block(x, e, text, image, rope, prefix_kv=layer_prefix, return_kv=return_kv, mask=mask)
+            extra = layer_fn(xs) if layer_fn is not None else {}
+            return block(x, e, text, image, rope, prefix_kv=layer_prefix, return_kv=return_kv, mask=mask,
+                         prefix_len=prefix_len, **extra)
 
         policy = self.cfg.remat_policy
         if policy != "none":
             body = jax.checkpoint(body, policy=REMAT_POLICIES[policy], prevent_cse=False)
         unroll = 1 if self.cfg.scan_layers else self.cfg.num_layers
-        return jax.lax.scan(body, x, (state, prefix_kv), unroll=unroll)
+        return jax.lax.scan(body, x, (state, prefix_kv, layer_xs), unroll=unroll)
 
     def head(self, x: Float[Array, "b l d"], temb: Float[Array, "b s d"]) -> Float[Array, "b l p"]:
         """Final modulated LayerNorm and projection to `pt·ph·pw·C_out` features per token."""

@@ -14,6 +14,11 @@ Extension points for models built on this block (reference-prefix swap models an
   so a prefix pass can produce them once per layer (see `WanDiT.run_blocks`).
 - `SelfAttention.qkv`, `attention`, `SelfAttention.project_out`, `cross_attention` and `feed_forward` are
   separate, so extra attention branches or additive inputs compose around them without copying the block.
+- Optional per-call inputs of `WanBlock.__call__` (all default off, leaving the block exactly as above):
+  `prefix_len` (the stream's first tokens form a one-way prefix: they read only themselves, as a second
+  attention call), `extra_tokens` (model-width tokens projected by this layer's k/v and appended to the keys
+  the non-prefix queries read; no RoPE), `branch` (an extra attention branch `scale · Attn(q, k', v')` added
+  before the output projection) and `residual` (added to the block input).
 """
 
 from __future__ import annotations
@@ -24,12 +29,13 @@ from flax import nnx
 from jaxtyping import Array, Float
 
 from swapjax.config import DiTConfig
-from swapjax.models.attention import attention
+from swapjax.models.attention import attention, one_way_attention
 from swapjax.models.embeddings import apply_rope
 from swapjax.models.layers import DTYPES, FeedForward, LayerNorm, RMSNorm, dense, layer_norm
 from swapjax.parallel import sharded_init
 
 KV = tuple[jax.Array, jax.Array]  # keys, values [B, T, N, H]
+Branch = tuple[jax.Array, jax.Array, jax.Array | float]  # keys, values [B, Tb, N, H]; scale (see self_attention)
 
 
 def modulate(x: Float[Array, "b l d"], shift: Float[Array, "b s d"], scale: Float[Array, "b s d"],
@@ -132,19 +138,42 @@ class WanBlock(nnx.Module):
         return tuple(mod[:, :, i] for i in range(6))
 
     def self_attention(self, x: Float[Array, "b l d"], rope: tuple[jax.Array, jax.Array], *,
-                       prefix_kv: KV | None = None, mask: jax.Array | None = None
+                       prefix_kv: KV | None = None, mask: jax.Array | None = None, prefix_len: int = 0,
+                       extra_tokens: Float[Array, "b le d"] | None = None, branch: Branch | None = None
                        ) -> tuple[Float[Array, "b l d"], KV]:
         """Self-attention of already-modulated tokens; returns the output and this stream's own (k, v).
 
-        `mask`: optional boolean `[B|1, N|1, L, Lp + L]` (True = attend), e.g. to check a two-stream split
-        against one dense masked pass; fused kernels prefer the split.
+        Keys are `[prefix_kv; own; extra]` (each part optional). `mask`: optional boolean
+        `[B|1, N|1, L, Lk]` (True = attend), e.g. to check a split against one dense masked pass; fused kernels
+        prefer the split. `prefix_len = P > 0`: queries `[:P]` read keys `[:P]` only (no extra tokens, no
+        branch), the rest read all keys, as two attention calls. `extra_tokens [B, Le, D]`: projected by this
+        layer's k (with its RMSNorm, no RoPE) and v. `branch = (k', v', scale)`: adds `scale · Attn(q, k', v')`
+        for the queries past the prefix; `scale` is a scalar or broadcasts to `[B, L - P]`.
         """
+        if prefix_len and (prefix_kv is not None or mask is not None):
+            raise ValueError("self_attention: prefix_len splits one stream into prefix and rest; it cannot be "
+                             "combined with prefix_kv (a separate prefix stream) or a dense mask")
         q, k, v = self.self_attn.qkv(x, rope)
         own = (k, v)
         if prefix_kv is not None:
             k = jnp.concatenate([prefix_kv[0].astype(k.dtype), k], axis=1)  # [B, Lp + L, N, H]
             v = jnp.concatenate([prefix_kv[1].astype(v.dtype), v], axis=1)
-        return self.self_attn.project_out(attention(q, k, v, backend=self.backend, mask=mask)), own
+        if extra_tokens is not None:
+            attn = self.self_attn
+            ek = attn.heads(attn.norm_k(attn.k(extra_tokens.astype(x.dtype))))  # [B, Le, N, H]
+            ev = attn.heads(attn.v(extra_tokens.astype(x.dtype)))
+            k = jnp.concatenate([k, ek.astype(k.dtype)], axis=1)  # [B, Lk + Le, N, H]
+            v = jnp.concatenate([v, ev.astype(v.dtype)], axis=1)
+        if prefix_len:
+            o = one_way_attention(q, k, v, prefix_len, backend=self.backend)  # [B, L, N, H]
+        else:
+            o = attention(q, k, v, backend=self.backend, mask=mask)  # [B, L, N, H]
+        if branch is not None:
+            bk, bv, scale = branch
+            ob = attention(q[:, prefix_len:], bk.astype(q.dtype), bv.astype(q.dtype), backend=self.backend)
+            tail = o[:, prefix_len:] + _per_query(scale, o.dtype) * ob  # [B, L - P, N, H]
+            o = jnp.concatenate([o[:, :prefix_len], tail], axis=1) if prefix_len else tail
+        return self.self_attn.project_out(o), own
 
     def cross_attention(self, x: Float[Array, "b l d"], text: jax.Array, image: jax.Array | None
                         ) -> Float[Array, "b l d"]:
@@ -156,14 +185,32 @@ class WanBlock(nnx.Module):
 
     def __call__(self, x: Float[Array, "b l d"], e: Float[Array, "b s 6 d"], text: Float[Array, "b lt d"],
                  image: Float[Array, "b li d"] | None, rope: tuple[jax.Array, jax.Array], *,
-                 prefix_kv: KV | None = None, return_kv: bool = False, mask: jax.Array | None = None
-                 ) -> tuple[Float[Array, "b l d"], KV | None]:
-        """One block. Returns the new tokens and, if `return_kv`, this stream's self-attention (k, v)."""
+                 prefix_kv: KV | None = None, return_kv: bool = False, mask: jax.Array | None = None,
+                 prefix_len: int = 0, extra_tokens: jax.Array | None = None, branch: Branch | None = None,
+                 residual: Float[Array, "b l d"] | None = None) -> tuple[Float[Array, "b l d"], KV | None]:
+        """One block. Returns the new tokens and, if `return_kv`, this stream's self-attention (k, v).
+
+        `residual` is added to the input tokens first; the other optional inputs go to `self_attention`.
+        """
+        if residual is not None:
+            x = x + residual.astype(x.dtype)
         shift, scale, gate, c_shift, c_scale, c_gate = self.modulation_terms(e)
         h = modulate(x, shift, scale, self.eps).astype(self.dtype)
-        attn, own_kv = self.self_attention(h, rope, prefix_kv=prefix_kv, mask=mask)
+        attn, own_kv = self.self_attention(h, rope, prefix_kv=prefix_kv, mask=mask, prefix_len=prefix_len,
+                                           extra_tokens=extra_tokens, branch=branch)
         x = (x.astype(jnp.float32) + attn.astype(jnp.float32) * gate).astype(self.dtype)
         x = x + self.cross_attention(x, text, image).astype(self.dtype)
         h = modulate(x, c_shift, c_scale, self.eps).astype(self.dtype)
         x = (x.astype(jnp.float32) + self.feed_forward(h).astype(jnp.float32) * c_gate).astype(self.dtype)
         return x, (own_kv if return_kv else None)
+
+
+def _per_query(scale: jax.Array | float, dtype) -> jax.Array:
+    """Branch scale -> a scalar, or `[B, T]` -> `[B, T, 1, 1]` to broadcast over heads and head dim."""
+    scale = jnp.asarray(scale, dtype)
+    if scale.ndim == 0:
+        return scale
+    if scale.ndim != 2:
+        raise ValueError(f"attention branch scale has shape {scale.shape}: use a scalar or an array that "
+                         "broadcasts to [B, queries]")
+    return scale[:, :, None, None]
