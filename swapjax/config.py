@@ -188,6 +188,65 @@ class DataConfig:
                  f"and prefetch_batches ({self.prefetch_batches}) >= 1")
 
 
+def _layer_list_ok(layers: tuple[int, ...]) -> bool:
+    return all(isinstance(i, int) and i >= 0 for i in layers) and len(set(layers)) == len(layers)
+
+
+@dataclasses.dataclass(frozen=True)
+class SwapConfig:
+    """The swap model on a Wan2.1 DiT (SPEC section 3): prefix slots and the optional conditions, all off but the
+    reference slot. Fused input channels: [noisy latent z | mask (frames_per_latent) | agnostic latent z |
+    condition latent (condition_channels)], so `DiTConfig.in_channels = 2 z + frames_per_latent +
+    condition_channels` (52 for Wan2.1). Layer lists `()` mean every layer."""
+
+    reference: bool = True  # reference latent frame prepended; one-way attention; its K/V cached per video
+    anchor: bool = False  # anchor slot: one clean latent frame (first frame / previous window's last frame)
+    condition_channels: int = 16  # condition latent (rendered pose/hands/landmarks), zeros when absent; 0 = none
+    pixels_per_latent: int = 8  # the VAE's spatial factor (points: pixel -> latent coordinates)
+    frames_per_latent: int = 4  # the VAE's temporal factor (mask packing, point frames)
+    # pose-attention (DreamID-V): Attn(Q, K, V) + pose_scale · Attn(Q, K', V'), K'/V' from PoseGuider features
+    pose_attention: bool = False
+    pose_scale: float = 1.0  # λ (a call may override it with a traced value)
+    pose_channels: int = 16  # PoseGuider input: channels of the condition latent it reads
+    pose_widths: tuple[int, ...] = (32, 64)  # PoseGuider 3x3 conv widths, then a patch conv to the model width
+    pose_layers: tuple[int, ...] = ()
+    # identity token (DreamID-V): one extra key/value token from a global identity embedding
+    identity_token: bool = False
+    identity_dim: int = 512
+    # semantic points (VideoSwap): per configured layer a 2-layer MLP writes point embeddings on the token grid
+    points: bool = False
+    num_points: int = 8  # K
+    point_dim: int = 1280  # E, point embedding width (e.g. DIFT features)
+    point_hidden: int = 256  # hidden width of each point MLP
+    point_layers: tuple[int, ...] = ()
+
+    def __post_init__(self):
+        _require(self.condition_channels >= 0,
+                 f"SwapConfig.condition_channels ({self.condition_channels}) must be >= 0 (0 disables the condition)")
+        _require(self.pixels_per_latent >= 1 and self.frames_per_latent >= 1,
+                 f"SwapConfig: pixels_per_latent ({self.pixels_per_latent}) and frames_per_latent "
+                 f"({self.frames_per_latent}) must be >= 1")
+        _require(len(self.pose_widths) >= 1 and all(w > 0 for w in self.pose_widths) and self.pose_channels > 0,
+                 f"SwapConfig: pose_widths ({self.pose_widths}) needs at least one positive width and pose_channels "
+                 f"({self.pose_channels}) must be positive")
+        _require(self.identity_dim > 0, f"SwapConfig.identity_dim ({self.identity_dim}) must be positive")
+        _require(self.num_points > 0 and self.point_dim > 0 and self.point_hidden > 0,
+                 f"SwapConfig: num_points ({self.num_points}), point_dim ({self.point_dim}) and point_hidden "
+                 f"({self.point_hidden}) must be positive")
+        for name in ("pose_layers", "point_layers"):
+            _require(_layer_list_ok(getattr(self, name)),
+                     f"SwapConfig.{name} ({getattr(self, name)}) must list distinct layer indices >= 0 (() = all)")
+
+    def fused_channels(self, latent_channels: int) -> int:
+        """Input channels of the swap DiT for a VAE with `latent_channels` (52 for Wan2.1's 16)."""
+        return 2 * latent_channels + self.frames_per_latent + self.condition_channels
+
+    @property
+    def num_prefix_frames(self) -> int:
+        """Latent frames prepended to the video: the reference, then the anchor."""
+        return int(self.reference) + int(self.anchor)
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """Everything one run needs. Later issues add optim/mesh/sample sections here."""
@@ -197,9 +256,38 @@ class Config:
     vae: VAEConfig
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     seed: int = 0
+    swap: SwapConfig | None = None  # None: a plain Wan2.1 DiT; set: the swap model (swapjax.models.swap)
+
+    def __post_init__(self):
+        if self.swap is not None:
+            validate_swap(self.dit, self.swap, self.vae)
 
     def replace(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **changes)
+
+
+def validate_swap(dit: DiTConfig, swap: SwapConfig, vae: VAEConfig | None = None) -> None:
+    """Checks that a swap config fits its DiT (and VAE); raises `ConfigError` naming the values."""
+    want = swap.fused_channels(dit.out_channels)
+    _require(dit.in_channels == want,
+             f"DiTConfig.in_channels ({dit.in_channels}) must be 2 * out_channels ({dit.out_channels}) + "
+             f"SwapConfig.frames_per_latent ({swap.frames_per_latent}) + condition_channels "
+             f"({swap.condition_channels}) = {want} for the swap model's fused input")
+    _require(dit.patch_size[0] == 1,
+             f"DiTConfig.patch_size ({dit.patch_size}) must have temporal size 1 for the swap model: the reference "
+             "and anchor are single latent frames")
+    for name in ("pose_layers", "point_layers"):
+        layers = getattr(swap, name)
+        _require(all(i < dit.num_layers for i in layers),
+                 f"SwapConfig.{name} ({layers}) must index layers below DiTConfig.num_layers ({dit.num_layers})")
+    if vae is not None:
+        _require(vae.spatial_factor == swap.pixels_per_latent and vae.temporal_factor == swap.frames_per_latent,
+                 f"SwapConfig: pixels_per_latent / frames_per_latent ({swap.pixels_per_latent} / "
+                 f"{swap.frames_per_latent}) must equal the VAE's factors ({vae.spatial_factor} / "
+                 f"{vae.temporal_factor})")
+        _require(dit.out_channels == vae.z_dim,
+                 f"DiTConfig.out_channels ({dit.out_channels}) must equal VAEConfig.z_dim ({vae.z_dim}) for the "
+                 "swap model")
 
 
 def load_config(path: str | pathlib.Path) -> Config:
