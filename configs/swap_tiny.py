@@ -1,0 +1,21 @@
+"""Tiny swap model for CPU tests and demos: the tiny config's VAE and data with an I2V-shaped tiny DiT
+(2 heads × 16, FFN 64, 2 layers, text and CLIP-image width 32) reading the 52 fused channels, with the
+reference and anchor slots. The optional conditions are sized for tests and off; tests turn them on.
+
+Used by tests/test_swap*.py and tests/test_pose_identity_points.py; `python train.py --config
+configs/swap_tiny.py` and `python sample.py --config configs/swap_tiny.py` once those entry points land.
+"""
+
+import dataclasses
+import pathlib
+
+from swapjax.config import Config, SwapConfig, load_config
+
+
+def get_config() -> Config:
+    tiny = load_config(pathlib.Path(__file__).with_name("tiny.py"))
+    swap = SwapConfig(reference=True, anchor=True, condition_channels=16, pose_widths=(8,), identity_dim=8,
+                      num_points=4, point_dim=8, point_hidden=16)
+    dit = dataclasses.replace(tiny.dit, in_channels=swap.fused_channels(tiny.dit.out_channels), image_dim=32,
+                              added_kv_proj_dim=tiny.dit.num_heads * tiny.dit.head_dim)
+    return tiny.replace(name="swap-tiny", dit=dit, swap=swap)
