@@ -1,0 +1,157 @@
+"""Semantic points (VideoSwap): sparse point features added to the block input, point removal and drag.
+
+Inputs (`PointInputs`): K tracked points with pixel coordinates per source frame `coords [B, F, K, 2]` as
+(x, y), `visible [B, F, K]`, one embedding per point `embeddings [B, K, E]` (e.g. DIFT features) and an
+optional `keep [B, K]` (False = removed by the user).
+
+Placement on the token grid (`point_token_index`): latent frame i reads source frame `i · frames_per_latent`
+(frame 0, then the last frame of each group of 4 the causal VAE folds into latent frame i), and a point at
+pixel (x, y) falls in token column `floor(x / (8 · pw))`, row `floor(y / (8 · ph))`: its coordinate
+downscaled pixel -> latent (/8) -> token (/2) and rounded down to the cell that contains it. Invisible,
+removed and out-of-frame points write nothing.
+
+Features (`PointFeatures`): per configured layer (VideoSwap's "per scale"; the stack is scanned with the
+blocks) a 2-layer MLP `E -> hidden -> D` (SiLU; the output layer zero-initialised, so new point layers start
+as the base model) maps each embedding to D features, written at the point's token in an otherwise zero map
+`[B, L, D]` (summed where points share a token) that is added to that layer's input.
+
+Drag (`drag_point`): the user moves point k on keyframe j by (dx, dy); every other frame n moves it by
+`A_n · (dx, dy)`, where `A_n` is the linear part of the least-squares affine map taking the nearest tracked
+neighbours of k from frame j to frame n (a local affine stand-in for VideoSwap's layered-atlas propagation;
+with fewer than 3 non-collinear neighbours visible in both frames the displacement is copied unchanged).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jaxtyping import Array, Bool, Float, Int
+
+from swapjax.config import DiTConfig, SwapConfig
+from swapjax.models.layer_adapters import AdapterStack
+from swapjax.models.layers import dense
+
+
+class PointInputs(NamedTuple):
+    """Tracked semantic points of one batch of source videos (see module docstring)."""
+
+    coords: Float[Array, "b F k 2"]  # (x, y) in pixels, per source frame
+    visible: Bool[Array, "b F k"]
+    embeddings: Float[Array, "b k e"]
+    keep: Bool[Array, "b k"] | None = None  # False = removed
+
+
+def point_token_index(coords: Float[Array, "b F k 2"], visible: Bool[Array, "b F k"], keep: Bool[Array, "b k"] | None,
+                      grid: tuple[int, int, int], *, pixels_per_token: tuple[int, int], frames_per_latent: int
+                      ) -> Int[Array, "b f k"]:
+    """Video-token index of every point at every latent frame `[B, f, K]`; `f·h'·w'` (= L) where nothing is written."""
+    f, gh, gw = grid
+    b, frames, k, _ = coords.shape
+    if frames != (f - 1) * frames_per_latent + 1:
+        raise ValueError(f"point coords cover {frames} frames: a latent of {f} frames needs "
+                         f"{(f - 1) * frames_per_latent + 1} source frames")
+    if visible.shape != coords.shape[:3]:
+        raise ValueError(f"point visible has shape {tuple(visible.shape)}: expected {tuple(coords.shape[:3])}")
+    xy = coords[:, ::frames_per_latent].astype(jnp.float32)  # [B, f, K, 2]
+    col = jnp.floor(xy[..., 0] / pixels_per_token[1]).astype(jnp.int32)  # [B, f, K]
+    row = jnp.floor(xy[..., 1] / pixels_per_token[0]).astype(jnp.int32)
+    ok = visible[:, ::frames_per_latent] & jnp.isfinite(xy).all(-1)
+    ok &= (col >= 0) & (col < gw) & (row >= 0) & (row < gh)
+    if keep is not None:
+        if keep.shape != (b, k):
+            raise ValueError(f"point keep has shape {tuple(keep.shape)}: expected ({b}, {k}) (one flag per point)")
+        ok &= keep[:, None, :]
+    index = jnp.arange(f, dtype=jnp.int32)[None, :, None] * (gh * gw) + row * gw + col  # [B, f, K]
+    return jnp.where(ok, index, f * gh * gw)
+
+
+def point_feature_map(features: Float[Array, "b k d"], index: Int[Array, "b f k"], num_tokens: int
+                      ) -> Float[Array, "b l d"]:
+    """Zero map `[B, L, D]` with each point's features added at its token on every latent frame (indices >= L
+    write nothing; points sharing a token sum)."""
+    b, f, k = index.shape
+    feats = jnp.broadcast_to(features[:, None], (b, f, k, features.shape[-1])).reshape(b, f * k, -1)  # [B, fK, D]
+    rows = jnp.broadcast_to(jnp.arange(b)[:, None], (b, f * k))  # [B, fK]
+    out = jnp.zeros((b, num_tokens, features.shape[-1]), features.dtype)
+    return out.at[rows, index.reshape(b, f * k)].add(feats, mode="drop")  # [B, L, D]
+
+
+class PointMLP(nnx.Module):
+    """`fc2(SiLU(fc1(e)))`: point embedding `[.., E]` -> model-width features `[.., D]`; fc2 starts at zero."""
+
+    def __init__(self, point_dim: int, hidden: int, dim: int, *, dtype: str, param_dtype: str, rngs: nnx.Rngs):
+        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.fc1 = dense(point_dim, hidden, ("text_embed", "mlp"), **kw)
+        self.fc2 = dense(hidden, dim, ("mlp", "embed"), zero=True, **kw)
+
+    def __call__(self, e: Float[Array, "... e"]) -> Float[Array, "... d"]:
+        return self.fc2(jax.nn.silu(self.fc1(e)))
+
+
+class PointFeatures(nnx.Module):
+    """Per-layer point MLPs on `SwapConfig.point_layers` (`()` = all layers) and the point placement rule."""
+
+    def __init__(self, cfg: DiTConfig, swap: SwapConfig, *, rngs: nnx.Rngs):
+        self.num_points, self.point_dim = swap.num_points, swap.point_dim
+        self.pixels_per_token = (swap.pixels_per_latent * cfg.patch_size[1], swap.pixels_per_latent * cfg.patch_size[2])
+        self.frames_per_latent = swap.frames_per_latent
+        make = lambda r: PointMLP(swap.point_dim, swap.point_hidden, cfg.inner_dim, dtype=cfg.dtype,
+                                  param_dtype=cfg.param_dtype, rngs=r)
+        self.mlps = AdapterStack(make, cfg.num_layers, swap.point_layers, rngs)
+
+    def index(self, points: PointInputs, grid: tuple[int, int, int]) -> Int[Array, "b f k"]:
+        """Validated token indices of the points on a video token grid (see `point_token_index`)."""
+        b, _, k, two = points.coords.shape
+        if two != 2 or k != self.num_points:
+            raise ValueError(f"point coords have shape {tuple(points.coords.shape)}: expected [B, F, K = "
+                             f"SwapConfig.num_points = {self.num_points}, 2]")
+        if points.embeddings.shape != (b, k, self.point_dim):
+            raise ValueError(f"point embeddings have shape {tuple(points.embeddings.shape)}: expected "
+                             f"({b}, {k}, SwapConfig.point_dim = {self.point_dim})")
+        return point_token_index(points.coords, points.visible, points.keep, grid,
+                                 pixels_per_token=self.pixels_per_token, frames_per_latent=self.frames_per_latent)
+
+
+# ------------------------------------------------------------------------------------ user interaction
+def remove_points(keep: Bool[Array, "b k"] | np.ndarray, points: Sequence[int]) -> np.ndarray:
+    """`keep` with the listed point indices set to False (removed points write no features)."""
+    keep = np.array(keep, dtype=bool, copy=True)
+    bad = [p for p in points if not 0 <= p < keep.shape[-1]]
+    if bad:
+        raise ValueError(f"remove_points: point indices {bad} are outside [0, K = {keep.shape[-1]})")
+    keep[..., list(points)] = False
+    return keep
+
+
+def drag_point(coords: np.ndarray, visible: np.ndarray, point: int, keyframe: int, delta: tuple[float, float], *,
+               neighbours: int = 4) -> np.ndarray:
+    """Moves `point` by `delta = (dx, dy)` pixels on `keyframe` and by the locally propagated displacement on
+    every other frame. `coords [F, K, 2]`, `visible [F, K]` of one video -> new coords `[F, K, 2]` (float64)."""
+    coords = np.asarray(coords, np.float64)
+    visible = np.asarray(visible, bool)
+    frames, k = coords.shape[:2]
+    if coords.shape != (frames, k, 2) or visible.shape != (frames, k):
+        raise ValueError(f"drag_point: coords {coords.shape} / visible {visible.shape} must be [F, K, 2] / [F, K]")
+    if not (0 <= point < k and 0 <= keyframe < frames):
+        raise ValueError(f"drag_point: point {point} / keyframe {keyframe} outside K = {k} / F = {frames}")
+    d = np.asarray(delta, np.float64)
+    out = coords.copy()
+    others = np.array([m for m in range(k) if m != point])
+    dist = np.linalg.norm(coords[keyframe, others] - coords[keyframe, point], axis=-1) if len(others) else []
+    order = others[np.argsort(dist)] if len(others) else others
+    for n in range(frames):
+        if n == keyframe:
+            out[n, point] += d
+            continue
+        near = [m for m in order if visible[keyframe, m] and visible[n, m]][:neighbours]
+        src = np.concatenate([coords[keyframe, near], np.ones((len(near), 1))], axis=1)  # [m, 3]
+        if len(near) >= 3 and np.linalg.matrix_rank(src) == 3:
+            affine, *_ = np.linalg.lstsq(src, coords[n, near], rcond=None)  # [3, 2]: p_n = [p_j, 1] @ affine
+            out[n, point] += d @ affine[:2]  # the displacement moves by the linear part only
+        else:
+            out[n, point] += d
+    return out
