@@ -1,0 +1,72 @@
+"""Shared pieces of the swap-model tests: the tiny swap config, random states, inputs, jitted pure functions."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from swapjax.config import DiTConfig, SwapConfig, load_config
+from swapjax.models.points import PointInputs
+from swapjax.models.swap import (abstract_swap, init_swap, swap_apply, swap_prefix_cache, swap_single_pass,
+                                 swap_video_step)
+
+CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
+TINY = load_config(CONFIGS / "swap_tiny.py")
+DIT: DiTConfig = TINY.dit
+SWAP: SwapConfig = TINY.swap  # reference + anchor, conditions off
+ALL_ON = dataclasses.replace(SWAP, pose_attention=True, identity_token=True, points=True, point_layers=(1,))
+
+prefix_cache = jax.jit(swap_prefix_cache, static_argnums=0)
+video_step = jax.jit(swap_video_step, static_argnums=0)
+apply = jax.jit(swap_apply, static_argnums=0)
+single_pass = jax.jit(swap_single_pass, static_argnums=0, static_argnames="attention")
+
+
+def random_state(cfg: DiTConfig = DIT, swap: SwapConfig = ALL_ON, seed: int = 0) -> tuple[nnx.GraphDef, nnx.State]:
+    """Every parameter random (the init zeroes output heads and zero-init branches, which would hide bugs)."""
+    graphdef, state = init_swap(cfg, swap, jax.random.key(seed))
+    rng = np.random.default_rng(seed)
+    for path, var in nnx.to_flat_state(state):
+        value = 0.3 * rng.standard_normal(var.shape) + (1.0 if path[-1] == "scale" else 0.0)
+        var.set_value(jnp.asarray(value, var.dtype))
+    return graphdef, state
+
+
+def restrict(state: nnx.State, cfg: DiTConfig, swap: SwapConfig) -> tuple[nnx.GraphDef, nnx.State]:
+    """The same parameters for a swap model with fewer conditions (the extra modules' parameters dropped)."""
+    graphdef, target = abstract_swap(cfg, swap)
+    values = {path: var.get_value() for path, var in nnx.to_flat_state(state)}
+    for path, var in nnx.to_flat_state(target):
+        var.set_value(values[path])
+    return graphdef, target
+
+
+def inputs(swap: SwapConfig = ALL_ON, *, b: int = 2, f: int = 3, h: int = 4, w: int = 4, lt: int = 5, li: int = 3,
+           seed: int = 1) -> dict:
+    """Random fused video/prefix inputs and conditions (points as PointInputs) for `DIT`."""
+    rng = np.random.default_rng(seed)
+    c = DIT.in_channels
+    frames = (f - 1) * swap.frames_per_latent + 1
+    px = swap.pixels_per_latent
+    points = PointInputs(
+        coords=rng.uniform(0, [w * px, h * px], (b, frames, swap.num_points, 2)).astype(np.float32),
+        visible=rng.uniform(size=(b, frames, swap.num_points)) < 0.8,
+        embeddings=rng.standard_normal((b, swap.num_points, swap.point_dim)).astype(np.float32))
+    return dict(
+        video=rng.standard_normal((b, f, h, w, c)).astype(np.float32),
+        prefix=rng.standard_normal((b, swap.num_prefix_frames, h, w, c)).astype(np.float32),
+        t=rng.uniform(size=(b,)).astype(np.float32),
+        context=rng.standard_normal((b, lt, DIT.text_dim)).astype(np.float32),
+        image_context=rng.standard_normal((b, li, DIT.image_dim)).astype(np.float32),
+        conditions=dict(pose=rng.standard_normal((b, f, h, w, swap.pose_channels)).astype(np.float32),
+                        identity=rng.standard_normal((b, swap.identity_dim)).astype(np.float32), points=points))
+
+
+def rel_err(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.abs(a - b).max() / np.abs(b).max())
