@@ -206,3 +206,28 @@ def test_bad_inputs_name_the_input():
         trace(plain, *args, prefix=x["prefix"], pose=x["conditions"]["pose"])
     with pytest.raises(ValueError, match="SwapConfig.points is off"):
         trace(plain, *args, prefix=x["prefix"], points=x["conditions"]["points"])
+
+
+def test_readme_swap_snippet_runs(tmp_path, monkeypatch):
+    """The README's swap snippet, as written, on a tiny I2V export (only the config path points at swap_tiny)."""
+    import re
+
+    readme = (CONFIGS.parent / "README.md").read_text()
+    snippet = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "convert_swap" in b]
+    assert len(snippet) == 1 and "configs/swap_wan2_1_14b.py" in snippet[0]
+    i2v = dict(num_attention_heads=DIT.num_heads, attention_head_dim=DIT.head_dim, in_channels=36, out_channels=16,
+               text_dim=DIT.text_dim, freq_dim=DIT.freq_dim, ffn_dim=DIT.ffn_dim, num_layers=DIT.num_layers,
+               image_dim=DIT.image_dim, added_kv_proj_dim=DIT.added_kv_proj_dim)
+    save_reference(build_reference(seed=4, **i2v), tmp_path / "Wan2.1-I2V-14B-480P-Diffusers" / "transformer")
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    latent = lambda f: rng.standard_normal((1, f, 4, 4, 16)).astype(np.float32)
+    scope = dict(z_ref=latent(1), z_anchor=latent(1), z_t=latent(3), agnostic_latent=latent(3),
+                 condition_latent=latent(3), mask=(rng.uniform(size=(1, 9, 32, 32)) < 0.3).astype(np.float32),
+                 text=rng.standard_normal((1, 7, DIT.text_dim)).astype(np.float32),
+                 clip_tokens=rng.standard_normal((1, 5, DIT.image_dim)).astype(np.float32),
+                 t=np.array([0.6], np.float32))
+    code = snippet[0].replace("configs/swap_wan2_1_14b.py", str(CONFIGS / "swap_tiny.py"))
+    exec(compile(code, "README.md", "exec"), scope)
+    assert scope["velocity"].shape == (1, 3, 4, 4, 16)
+    assert float(np.abs(np.asarray(scope["velocity"])).max()) > 0  # the converted weights are in use
