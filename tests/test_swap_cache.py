@@ -6,7 +6,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from swapjax.models.conditioning import fuse_video_inputs, pack_mask, prefix_inputs
 from swapjax.models.swap import concat_caches, null_prefix, swap_video_step
