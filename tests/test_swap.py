@@ -113,6 +113,33 @@ def test_swap_model_from_i2v_checkpoint_reproduces_i2v(tmp_path):
     assert rel_err(out, i2v_out) <= 1e-5
 
 
+def test_convert_cli_widens_a_base_into_a_saved_swap_model(tmp_path, capsys):
+    """`python -m swapjax.convert --swap-config` saves kind "swap" that loads back as convert_swap's state."""
+    from swapjax.convert.__main__ import main
+    from swapjax.convert.saved import load_converted
+
+    i2v = dict(num_attention_heads=DIT.num_heads, attention_head_dim=DIT.head_dim, in_channels=36, out_channels=16,
+               text_dim=DIT.text_dim, freq_dim=DIT.freq_dim, ffn_dim=DIT.ffn_dim, num_layers=DIT.num_layers,
+               image_dim=DIT.image_dim, added_kv_proj_dim=DIT.added_kv_proj_dim)
+    src = save_reference(build_reference(seed=5, **i2v), tmp_path / "i2v")
+    config_file = str(CONFIGS / "swap_tiny.py")
+    assert main(["--src", str(src), "--out", str(tmp_path / "swap"), "--swap-config", config_file]) == 0
+    kind, (dit_cfg, swap_cfg), state = load_converted(tmp_path / "swap")
+    assert kind == "swap" and dit_cfg == TINY.dit and swap_cfg == TINY.swap
+    _, expected = convert_swap(src, TINY)
+    got = {p: np.asarray(v.get_value()) for p, v in nnx.to_flat_state(state)}
+    for path, var in nnx.to_flat_state(expected):
+        np.testing.assert_array_equal(got[path], np.asarray(var.get_value()), err_msg=str(path))
+
+    capsys.readouterr()
+    vae = tmp_path / "vae"
+    vae.mkdir()
+    (vae / "config.json").write_text('{"_class_name": "AutoencoderKLWan"}')
+    assert main(["--src", str(vae), "--out", str(tmp_path / "x"), "--swap-config", config_file]) == 2
+    assert "--swap-config widens a transformer" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
 def test_base_mismatch_lists_every_field():
     base = dataclasses.replace(DIT, in_channels=36, ffn_dim=128, num_layers=3)
     with pytest.raises(CheckpointError, match=r"ffn_dim: base 128, swap 64; num_layers: base 3, swap 2"):

@@ -1,12 +1,15 @@
 """Convert a Wan2.1 transformer or VAE checkpoint to swapjax parameters.
 
     python -m swapjax.convert --src DIR --out OUT [--kind auto|dit|vae] [--dtype float32|bfloat16] [--allow-pickle]
+                              [--swap-config configs/swap_wan2_1_14b.py]
 
 `--src`: a diffusers model directory (`transformer/` or `vae/` of a Wan export: config.json + safetensors), an
 original Wan2.1 directory (config.json with `dim`, `num_heads`, ...) or checkpoint file. `--kind auto` reads
 `_class_name` from config.json (WanTransformer3DModel / WanModel -> dit, AutoencoderKLWan -> vae) or, without
 one, looks at the tensor names. Writes OUT/ (see `swapjax.convert.saved`); read it back with
-`swapjax.convert.saved.load_converted(OUT)`. Bad input exits with code 2 and a message naming the problem.
+`swapjax.convert.saved.load_converted(OUT)`. With `--swap-config`, a base transformer (I2V-14B, or T2V-1.3B) is
+widened into that config's swap model (`swapjax.convert.swap`: base columns kept, new ones zero) and saved as kind
+"swap". Bad input exits with code 2 and a message naming the problem.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import ml_dtypes
 import numpy as np
 from flax import nnx
 
-from swapjax.config import DTYPES, ConfigError
+from swapjax.config import DTYPES, ConfigError, load_config
 from swapjax.convert.checkpoint_io import CheckpointError, TensorReader
 from swapjax.convert.saved import save_converted
 
@@ -48,7 +51,7 @@ def detect_kind(src: pathlib.Path, *, allow_pickle: bool = False) -> str:
 
 
 def convert(src: str | pathlib.Path, out: str | pathlib.Path, *, kind: str = "auto", dtype: str | None = None,
-            allow_pickle: bool = False) -> pathlib.Path:
+            allow_pickle: bool = False, swap_config: str | pathlib.Path | None = None) -> pathlib.Path:
     """Converts `src` and writes `out`; returns the written directory."""
     src = pathlib.Path(src)
     if not src.exists():
@@ -56,6 +59,17 @@ def convert(src: str | pathlib.Path, out: str | pathlib.Path, *, kind: str = "au
                               "checkpoint file")
     if kind == "auto":
         kind = detect_kind(src, allow_pickle=allow_pickle)
+    if swap_config is not None:
+        if kind != "dit":
+            raise CheckpointError(f"--swap-config widens a transformer, but {str(src)!r} is a {kind}: pass the "
+                                  "base transformer directory (I2V-14B or T2V-1.3B)")
+        from swapjax.convert.swap import convert_swap
+
+        config = load_config(swap_config)
+        if dtype is not None:
+            config = config.replace(dit=dataclasses.replace(config.dit, param_dtype=dtype))
+        dit_cfg, state = convert_swap(src, config, allow_pickle=allow_pickle)
+        return save_converted(out, "swap", (dit_cfg, config.swap), state, source=str(src))
     if kind == "dit":
         from swapjax.convert.dit import convert_dit
 
@@ -80,9 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", choices=DTYPES, default=None, help="parameter dtype (default: the config's)")
     parser.add_argument("--allow-pickle", action="store_true",
                         help="allow .pth/.bin pickle checkpoints (they can run code: only for trusted files)")
+    parser.add_argument("--swap-config", default=None,
+                        help="a configs/swap_*.py file: widen the base transformer into that swap model")
     args = parser.parse_args(argv)
     try:
-        out = convert(args.src, args.out, kind=args.kind, dtype=args.dtype, allow_pickle=args.allow_pickle)
+        out = convert(args.src, args.out, kind=args.kind, dtype=args.dtype, allow_pickle=args.allow_pickle,
+                      swap_config=args.swap_config)
     except (CheckpointError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

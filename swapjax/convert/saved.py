@@ -1,7 +1,8 @@
 """On-disk format of converted parameters, written by `python -m swapjax.convert` and read by `load_converted`.
 
     OUT/
-      swapjax_config.json   {"kind": "dit" | "vae", "config": {DiTConfig or VAEConfig fields}, "source": ...}
+      swapjax_config.json   {"kind": "dit" | "vae" | "swap", "config": {DiTConfig or VAEConfig fields, or for
+                            a swap model {"dit": {DiTConfig fields}, "swap": {SwapConfig fields}}}, "source": ...}
       params/               Orbax StandardSave of the parameter state as a pure nested dict
 
 The directory is assembled under a temporary name next to OUT and renamed when complete, so an interrupted
@@ -22,35 +23,52 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from swapjax.config import DiTConfig, VAEConfig
+from swapjax.config import DiTConfig, SwapConfig, VAEConfig
 from swapjax.convert.checkpoint_io import CheckpointError, check_shapes
 from swapjax.parallel import state_shardings
 
 CONFIG_FILE = "swapjax_config.json"
 PARAMS_DIR = "params"
-_CONFIG_TYPES = {"dit": DiTConfig, "vae": VAEConfig}
+KINDS = ("dit", "vae", "swap")
+ModelConfig = DiTConfig | VAEConfig | tuple[DiTConfig, SwapConfig]  # a swap model is (its DiT, its swap options)
 
 
-def _config_to_json(cfg: DiTConfig | VAEConfig) -> dict[str, Any]:
+def _fields_to_json(cfg: Any) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
 
 
-def _config_from_json(kind: str, fields: dict[str, Any]) -> DiTConfig | VAEConfig:
-    return _CONFIG_TYPES[kind](**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+def _fields_from_json(cls: type, fields: dict[str, Any]) -> Any:
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
 
 
-def abstract_state(kind: str, cfg: DiTConfig | VAEConfig) -> nnx.State:
+def _config_to_json(kind: str, cfg: ModelConfig) -> dict[str, Any]:
+    if kind == "swap":
+        return {"dit": _fields_to_json(cfg[0]), "swap": _fields_to_json(cfg[1])}
+    return _fields_to_json(cfg)
+
+
+def _config_from_json(kind: str, fields: dict[str, Any]) -> ModelConfig:
+    if kind == "swap":
+        return _fields_from_json(DiTConfig, fields["dit"]), _fields_from_json(SwapConfig, fields["swap"])
+    return _fields_from_json({"dit": DiTConfig, "vae": VAEConfig}[kind], fields)
+
+
+def abstract_state(kind: str, cfg: ModelConfig) -> nnx.State:
     """State of `jax.ShapeDtypeStruct`s (with logical-axis metadata) of the model `kind` built from `cfg`."""
     if kind == "dit":
         from swapjax.models.dit import abstract_dit
 
         return abstract_dit(cfg)[1]
+    if kind == "swap":
+        from swapjax.models.swap import abstract_swap
+
+        return abstract_swap(*cfg)[1]
     from swapjax.models.vae import abstract_vae  # imported lazily: the DiT path must not need the VAE module
 
     return abstract_vae(cfg)[1]
 
 
-def save_converted(out: str | pathlib.Path, kind: str, cfg: DiTConfig | VAEConfig, state: nnx.State, *,
+def save_converted(out: str | pathlib.Path, kind: str, cfg: ModelConfig, state: nnx.State, *,
                    source: str = "") -> pathlib.Path:
     """Writes `state` and `cfg` to the directory `out` (which must not exist yet); returns its path."""
     out = pathlib.Path(out).absolute()
@@ -61,7 +79,7 @@ def save_converted(out: str | pathlib.Path, kind: str, cfg: DiTConfig | VAEConfi
     try:
         with ocp.Checkpointer(ocp.StandardCheckpointHandler()) as ckptr:
             ckptr.save(tmp / PARAMS_DIR, args=ocp.args.StandardSave(nnx.to_pure_dict(state)))
-        meta = {"kind": kind, "config": _config_to_json(cfg), "source": source}
+        meta = {"kind": kind, "config": _config_to_json(kind, cfg), "source": source}
         (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         tmp.rename(out)
     finally:
@@ -71,8 +89,9 @@ def save_converted(out: str | pathlib.Path, kind: str, cfg: DiTConfig | VAEConfi
 
 
 def load_converted(path: str | pathlib.Path, *, mesh: jax.sharding.Mesh | None = None
-                   ) -> tuple[str, DiTConfig | VAEConfig, nnx.State]:
-    """Reads a directory written by `save_converted` -> (kind, config, state with logical-axis metadata).
+                   ) -> tuple[str, ModelConfig, nnx.State]:
+    """Reads a directory written by `save_converted` -> (kind, config, state with logical-axis metadata);
+    the config of a "swap" model is the pair `(DiTConfig, SwapConfig)`.
 
     Shapes are checked per parameter (from Orbax metadata, before any data is read) against the model the
     config describes: one `CheckpointError` lists every mismatch. Arrays are then restored straight into
@@ -86,8 +105,8 @@ def load_converted(path: str | pathlib.Path, *, mesh: jax.sharding.Mesh | None =
                               "python -m swapjax.convert")
     meta = json.loads(meta_file.read_text())
     kind = meta.get("kind")
-    if kind not in _CONFIG_TYPES:
-        raise CheckpointError(f"{str(meta_file)!r} has kind {kind!r}: expected one of {sorted(_CONFIG_TYPES)}")
+    if kind not in KINDS:
+        raise CheckpointError(f"{str(meta_file)!r} has kind {kind!r}: expected one of {KINDS}")
     cfg = _config_from_json(kind, meta["config"])
     state = abstract_state(kind, cfg)
     # Orbax hands dict keys back as strings (list indices included): match paths as "a/0/b" strings.
