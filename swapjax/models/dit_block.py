@@ -44,8 +44,8 @@ def modulate(x: Float[Array, "b l d"], shift: Float[Array, "b s d"], scale: Floa
     return layer_norm(x, eps=eps) * (1.0 + scale) + shift
 
 
-class SelfAttention(nnx.Module):
-    """Projections of the self-attention: q/k/v with RMSNorm across heads and RoPE, and the output projection."""
+class AttentionProjections(nnx.Module):
+    """q/k/v/o projections with RMSNorm of q and k across heads (the parameters both attentions share)."""
 
     def __init__(self, dim: int, num_heads: int, *, eps: float, dtype: str, param_dtype: str, rngs: nnx.Rngs):
         self.num_heads = num_heads
@@ -60,6 +60,13 @@ class SelfAttention(nnx.Module):
     def heads(self, x: Float[Array, "b l d"]) -> Float[Array, "b l n h"]:
         return x.reshape(*x.shape[:-1], self.num_heads, -1)  # [B, L, N, H]
 
+    def project_out(self, o: Float[Array, "b l n h"]) -> Float[Array, "b l d"]:
+        return self.o(o.reshape(*o.shape[:-2], -1))  # [B, L, D]
+
+
+class SelfAttention(AttentionProjections):
+    """Projections of the self-attention: q/k/v with RMSNorm across heads and RoPE, and the output projection."""
+
     def qkv(self, x: Float[Array, "b l d"], rope: tuple[jax.Array, jax.Array]
             ) -> tuple[Float[Array, "b l n h"], Float[Array, "b l n h"], Float[Array, "b l n h"]]:
         """Modulated tokens -> rotated q, k and v, each `[B, L, N, H]`."""
@@ -67,32 +74,21 @@ class SelfAttention(nnx.Module):
         k = apply_rope(self.heads(self.norm_k(self.k(x))), *rope)
         return q, k, self.heads(self.v(x))
 
-    def project_out(self, o: Float[Array, "b l n h"]) -> Float[Array, "b l d"]:
-        return self.o(o.reshape(*o.shape[:-2], -1))  # [B, L, D]
 
-
-class CrossAttention(nnx.Module):
+class CrossAttention(AttentionProjections):
     """Attention from video tokens to text tokens, plus (I2V) a parallel branch to image tokens, summed."""
 
     def __init__(self, dim: int, num_heads: int, *, eps: float, image_kv_dim: int | None, backend: str,
                  dtype: str, param_dtype: str, rngs: nnx.Rngs):
-        self.num_heads, self.backend = num_heads, backend
+        super().__init__(dim, num_heads, eps=eps, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.backend = backend
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        self.q = dense(dim, dim, ("embed", "heads"), **kw)
-        self.k = dense(dim, dim, ("embed", "heads"), **kw)
-        self.v = dense(dim, dim, ("embed", "heads"), **kw)
-        self.o = dense(dim, dim, ("heads", "embed"), **kw)
-        self.norm_q = RMSNorm(dim, eps=eps, axis="heads", param_dtype=param_dtype)
-        self.norm_k = RMSNorm(dim, eps=eps, axis="heads", param_dtype=param_dtype)
         if image_kv_dim is not None:
             self.k_img = dense(image_kv_dim, dim, ("embed", "heads"), **kw)
             self.v_img = dense(image_kv_dim, dim, ("embed", "heads"), **kw)
             self.norm_k_img = RMSNorm(dim, eps=eps, axis="heads", param_dtype=param_dtype)
         else:
             self.k_img = self.v_img = self.norm_k_img = None
-
-    def heads(self, x: Float[Array, "b l d"]) -> Float[Array, "b l n h"]:
-        return x.reshape(*x.shape[:-1], self.num_heads, -1)  # [B, L, N, H]
 
     def text_kv(self, text: Float[Array, "b lt d"]) -> KV:
         """Keys and values of the (embedded) text tokens, `[B, Lt, N, H]` each."""
@@ -111,7 +107,7 @@ class CrossAttention(nnx.Module):
                 raise ValueError("image_context was given to a T2V model (DiTConfig.image_dim is None): drop it, "
                                  "or use an I2V config")
             o = o + attention(q, *self.image_kv(image), backend=self.backend)
-        return self.o(o.reshape(*o.shape[:-2], -1))  # [B, L, D]
+        return self.project_out(o)  # [B, L, D]
 
 
 class WanBlock(nnx.Module):
