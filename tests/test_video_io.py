@@ -192,3 +192,19 @@ def test_read_video_rejects_non_video(tmp_path):
     write_av_source(tmp_path / "audio_only.mp4", video=False)
     with pytest.raises(InputError, match="audio_only.mp4.*no video stream"):
         video_io.read_video(tmp_path / "audio_only.mp4")
+
+
+def test_hidden_files_in_a_mask_folder_are_ignored(tmp_path):
+    mask = box_mask(5)
+    video_io.write_mask(tmp_path / "m", mask)
+    (tmp_path / "m" / "._00000.png").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X")  # AppleDouble fork
+    (tmp_path / "m" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (tmp_path / "m" / ".thumbs.png").mkdir()  # a hidden folder with an image suffix
+    np.testing.assert_array_equal(video_io.read_mask(tmp_path / "m", num_frames=5, size=(32, 48)), mask)
+
+
+def test_mask_folder_of_only_hidden_files_names_it(tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "._00000.png").write_bytes(b"\x00\x05\x16\x07")
+    with pytest.raises(InputError, match=r"mask '.*m' is a folder with no images .*hidden files are ignored"):
+        video_io.read_mask(tmp_path / "m")

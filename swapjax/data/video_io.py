@@ -10,6 +10,7 @@ Mask tracks `[F, H, W]` uint8 in {0, 1} are read from any of (`read_mask`):
 - a video file (`.mp4`, `.mov`, `.mkv`, `.avi`, `.webm`, `.m4v`): grey level >= 128 is 1 (lossy codecs blur
   edges, so video masks are thresholded rather than checked for binarity);
 - a folder of images (`.png`, ...), one per frame in natural name order (`f2.png` before `f10.png`);
+  hidden files (`.DS_Store`, the `._*` resource forks macOS leaves on other disks) are ignored;
 - a single image file: a static mask repeated over `num_frames` frames;
 - `.npz` (array under key ``mask``, or its only array) or `.npy`: `[F, H, W]` (`[F, H, W, 1]` accepted) or
   `[H, W]` (static);
@@ -34,6 +35,7 @@ from swapjax.data.validate import InputError, check_file, check_finite, check_fp
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+MASK_FILE_SUFFIXES = VIDEO_SUFFIXES + IMAGE_SUFFIXES + (".npz", ".npy", ".json")  # a mask track that is one file
 WRITE_VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
 _BINARY_HIGH = (1, 255, 65535)
 
@@ -218,10 +220,11 @@ def _read_mask_image(path: pathlib.Path, name: str) -> np.ndarray:
 
 
 def _read_mask_folder(path: pathlib.Path, name: str) -> np.ndarray:
-    files = sorted((f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key)
+    files = sorted((f for f in path.iterdir() if not f.name.startswith(".") and f.is_file()
+                    and f.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key)
     if not files:
-        raise InputError(f"{name} is a folder with no images ({', '.join(IMAGE_SUFFIXES)}): "
-                         "put one mask image per frame in it")
+        raise InputError(f"{name} is a folder with no images ({', '.join(IMAGE_SUFFIXES)}; hidden files are "
+                         "ignored): put one mask image per frame in it, or pass a single image as a static mask")
     frames = []
     for f in files:
         frame = _read_mask_image(f, name)
