@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -149,8 +150,6 @@ def test_build_cli_fails_first_with_one_line(tmp_path, capsys, case):
     assert build.main(["--src", str(tmp_path / "src"), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error: ")
-    import re
-
     assert re.search(expected, err), err
     assert snapshot(tmp_path / "out") == before
 
@@ -186,4 +185,34 @@ def test_cli_exit_code_in_a_real_process(tmp_path):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines == [f"error: source folder {str(tmp_path / 'nowhere')!r} does not exist or is not a folder: "
                      "pass --src FOLDER"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_single_png_is_a_static_mask_and_hidden_files_are_skipped(tmp_path):
+    from media_fixtures import box_mask, smooth_video
+
+    src = tmp_path / "src"
+    src.mkdir()
+    static = box_mask(1)[0]  # [H, W]
+    video_io.write_video(src / "still.mp4", smooth_video(5), 12)
+    video_io.write_image(src / "still_mask.png", static * 255)  # one mask for every frame
+    video_io.write_video(src / "moving.mp4", smooth_video(5, seed=1), 12)
+    video_io.write_mask(src / "moving_mask", box_mask(5))  # PNG folder
+    (src / "moving_mask" / "._00000.png").write_bytes(b"\x00\x05\x16\x07Mac OS X")  # macOS resource fork
+    (src / "._still_mask.png").write_bytes(b"\x00\x05\x16\x07Mac OS X")
+    assert tfds_builder.build_dataset(src, tmp_path / "out") == {"train": 2}
+    source = tfds_builder.open_source(tmp_path / "out")
+    records = {source[i]["name"]: source[i] for i in range(2)}
+    np.testing.assert_array_equal(records["still"]["mask"], np.repeat(static[None], 5, axis=0))  # [5, H, W]
+    np.testing.assert_array_equal(records["moving"]["mask"], box_mask(5))
+
+
+def test_mask_in_an_unreadable_format_is_named(tmp_path, capsys):
+    _write_clips(tmp_path / "src")
+    shutil.rmtree(tmp_path / "src" / "clip0_mask")
+    (tmp_path / "src" / "clip0_mask.gif").write_bytes(b"GIF89a")
+    assert build.main(["--src", str(tmp_path / "src"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert re.search(r"mask '.*clip0_mask.gif' has unsupported format '.gif': convert it to one of .*\.png", err)
     assert not (tmp_path / "out").exists()

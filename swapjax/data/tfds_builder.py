@@ -6,7 +6,8 @@ Source folder layout (`python -m swapjax.data.build --src FOLDER --out DIR`)::
       walk.mp4                 a video (.mp4 .mov .mkv .avi .webm .m4v); its stem names the clip
       walk_mask.mp4            its subject mask track, exactly one of:
                                  walk_mask.<video suffix> (grey >= 128 is subject), walk_mask/ (one image per
-                                 frame), walk_mask.npz / walk_mask.npy, walk_mask.json (box track)
+                                 frame; hidden files ignored), walk_mask.png (one static mask for every frame),
+                                 walk_mask.npz / walk_mask.npy, walk_mask.json (box track)
       walk_keypoints.json      optional keypoint track (format in swapjax.data.tracks)
       train/  validation/  test/   optional: split folders laid out as above; without them every clip goes to
                                    the "train" split
@@ -35,7 +36,7 @@ from swapjax.data import tracks, video_io
 from swapjax.data.validate import InputError, check_keypoints
 
 SPLITS = ("train", "validation", "test")
-MASK_SUFFIXES = video_io.VIDEO_SUFFIXES + (".npz", ".npy", ".json")
+MASK_SUFFIXES = video_io.MASK_FILE_SUFFIXES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,9 +68,14 @@ def find_clips(folder: pathlib.Path) -> list[ClipFiles]:
     for video in videos:
         candidates = [p for p in files if (p.name == f"{video.stem}_mask" and p.is_dir())
                       or (p.stem == f"{video.stem}_mask" and p.suffix.lower() in MASK_SUFFIXES)]
+        unreadable = [p for p in files if p.stem == f"{video.stem}_mask" and p not in candidates]
+        if not candidates and unreadable:  # e.g. walk_mask.gif: name it rather than report no mask
+            raise InputError(f"mask {str(unreadable[0])!r} has unsupported format {unreadable[0].suffix!r}: "
+                             f"convert it to one of {', '.join(MASK_SUFFIXES)} or a folder of PNGs")
         if not candidates:
             raise InputError(f"video {str(video)!r} has no mask: add {video.stem}_mask.mp4, {video.stem}_mask/ "
-                             f"(PNGs), {video.stem}_mask.npz or {video.stem}_mask.json next to it")
+                             f"(PNGs), {video.stem}_mask.png (static), {video.stem}_mask.npz or "
+                             f"{video.stem}_mask.json next to it")
         if len(candidates) > 1:
             raise InputError(f"video {str(video)!r} has several masks {[c.name for c in candidates]}: keep one")
         keypoints = folder / f"{video.stem}_keypoints.json"
