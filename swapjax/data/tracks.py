@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from swapjax.data import keypoints
-from swapjax.data.atomic import atomic_write
+from swapjax.atomic import atomic_write
 from swapjax.data.validate import InputError, check_file
 
 KEYPOINT_KINDS = keypoints.KINDS

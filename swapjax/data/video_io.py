@@ -30,7 +30,7 @@ import numpy as np
 
 from swapjax.data import masks as mask_ops
 from swapjax.data import tracks
-from swapjax.data.atomic import atomic_write
+from swapjax.atomic import atomic_write
 from swapjax.data.validate import InputError, check_file, check_finite, check_fps, check_mask, check_video
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
