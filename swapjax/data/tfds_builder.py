@@ -26,12 +26,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
-import shutil
-import tempfile
 
 import numpy as np
 import tensorflow_datasets as tfds
 
+from swapjax.atomic import atomic_write, scratch_dir
 from swapjax.data import tracks, video_io
 from swapjax.data.validate import InputError, check_keypoints
 
@@ -175,8 +174,9 @@ def build_dataset(src: str | pathlib.Path, out_dir: str | pathlib.Path, *, max_r
                   overwrite: bool = False) -> dict[str, int]:
     """Validates every clip of `src`, then builds the ArrayRecord dataset under `out_dir`.
 
-    The dataset is built in a temporary folder inside `out_dir` and moved into place when complete, so a
-    failure leaves `out_dir` as it was. Returns the number of records per split.
+    The dataset is built in a temporary folder inside `out_dir` and moved into place when complete
+    (`swapjax.atomic`), so a failure, a full disk (`OutputError`) or SIGTERM leaves `out_dir` as it was.
+    Returns the number of records per split.
     """
     out_dir = pathlib.Path(out_dir)
     final = dataset_dir(out_dir)
@@ -186,27 +186,13 @@ def build_dataset(src: str | pathlib.Path, out_dir: str | pathlib.Path, *, max_r
         raise InputError(f"output {str(out_dir)!r} is a file: pass a folder as --out")
     splits = find_splits(src)
     validate_splits(splits)
-    made = [p for p in (out_dir, final.parent) if not p.exists()]
-    for p in made:
-        p.mkdir(parents=True)
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=".swap_clips.partial-", dir=out_dir))
-    try:
-        builder = SwapClips(data_dir=str(tmp), src_dir=src, max_record_mib=max_record_mib)
-        builder.download_and_prepare(download_dir=str(tmp / "downloads"))
+    # TFDS builds into <data_dir>/swap_clips/<version>: build in a scratch folder, move that version folder
+    # into the atomic temporary, which becomes `final` only when complete.
+    with atomic_write(final) as tmp, scratch_dir(final.parent, "swap_clips") as scratch:
+        builder = SwapClips(data_dir=str(scratch), src_dir=src, max_record_mib=max_record_mib)
+        builder.download_and_prepare(download_dir=str(scratch / "downloads"))
         counts = {split: info.num_examples for split, info in builder.info.splits.items()}
-        if final.exists():
-            old = pathlib.Path(tempfile.mkdtemp(prefix=".swap_clips.old-", dir=out_dir))
-            os.replace(final, old / "old")
-            os.replace(tmp / SwapClips.name / str(SwapClips.VERSION), final)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp / SwapClips.name / str(SwapClips.VERSION), final)
-    except BaseException:
-        for p in reversed(made):
-            shutil.rmtree(p, ignore_errors=True)
-        raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        os.replace(scratch / SwapClips.name / str(SwapClips.VERSION), tmp)
     return counts
 
 
