@@ -22,7 +22,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from swapjax.config import DiTConfig  # noqa: E402
+from swapjax.models.dit_config import DiTConfig  # noqa: E402
 from swapjax.models.dit import abstract_dit, dit_apply  # noqa: E402
 
 TINY = DiTConfig(num_heads=2, head_dim=16, in_channels=16, out_channels=16, text_dim=32, freq_dim=32,

@@ -9,7 +9,8 @@ configs/swap_tiny.py` and `python sample.py --config configs/swap_tiny.py` once 
 import dataclasses
 import pathlib
 
-from swapjax.config import Config, SwapConfig, load_config
+from swapjax.config import Config, load_config
+from swapjax.models.swap_config import SwapConfig
 
 
 def get_config() -> Config:

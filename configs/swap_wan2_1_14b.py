@@ -12,7 +12,8 @@ take it with `--config` once they land. bf16 compute, full remat: trains sharded
 import dataclasses
 import pathlib
 
-from swapjax.config import Config, SwapConfig, load_config
+from swapjax.config import Config, load_config
+from swapjax.models.swap_config import SwapConfig
 
 
 def get_config() -> Config:

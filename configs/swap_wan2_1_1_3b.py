@@ -10,7 +10,8 @@ land. Note the base never saw the mask and agnostic channels: expect to train lo
 import dataclasses
 import pathlib
 
-from swapjax.config import Config, SwapConfig, load_config
+from swapjax.config import Config, load_config
+from swapjax.models.swap_config import SwapConfig
 
 
 def get_config() -> Config:

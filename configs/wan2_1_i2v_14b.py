@@ -7,7 +7,10 @@ tests/test_param_counts.py checks the parameter count against diffusers. train.p
 `--config` once they land. Full rematerialisation and bf16 compute: a 14B model trains only sharded (FSDP).
 """
 
-from swapjax.config import Config, DataConfig, DiTConfig, VAEConfig
+from swapjax.config import Config
+from swapjax.data.config import DataConfig
+from swapjax.models.dit_config import DiTConfig
+from swapjax.models.vae_config import VAEConfig
 
 
 def get_config() -> Config:

@@ -7,7 +7,10 @@ diffusers. Training/sampling entry points (train.py / sample.py) take it with `-
 bf16 compute with float32 master weights; attention "xla" runs anywhere: use "cudnn" on GPUs, "splash" on TPUs.
 """
 
-from swapjax.config import Config, DataConfig, DiTConfig, VAEConfig
+from swapjax.config import Config
+from swapjax.data.config import DataConfig
+from swapjax.models.dit_config import DiTConfig
+from swapjax.models.vae_config import VAEConfig
 
 
 def get_config() -> Config:

@@ -10,7 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from swapjax.config import DiTConfig, SwapConfig, load_config
+from swapjax.config import load_config
+from swapjax.models.dit_config import DiTConfig
+from swapjax.models.swap_config import SwapConfig
 from swapjax.models.points import PointInputs
 from swapjax.models.swap import (abstract_swap, init_swap, swap_apply, swap_prefix_cache, swap_single_pass,
                                  swap_video_step)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from swapjax.config import SwapConfig
+from swapjax.models.swap_config import SwapConfig
 from swapjax.models.conditioning import (agnostic_video, anchor_inputs, fuse_video_inputs, pack_mask, prefix_inputs,
                                          reference_inputs)
 from swapjax.models.swap import null_prefix

@@ -7,7 +7,9 @@ import pathlib
 
 import pytest
 
-from swapjax.config import Config, ConfigError, DiTConfig, VAEConfig, load_config
+from swapjax.config import Config, ConfigError, load_config
+from swapjax.models.dit_config import DiTConfig
+from swapjax.models.vae_config import VAEConfig
 from swapjax.models.dit import abstract_dit, param_count
 
 CONFIG_FILES = sorted(pathlib.Path(__file__).parent.parent.glob("configs/*.py"))

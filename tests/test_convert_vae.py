@@ -12,7 +12,7 @@ from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers
 from flax import nnx
 from safetensors.numpy import save_file
 
-from swapjax.config import VAEConfig
+from swapjax.models.vae_config import VAEConfig
 from swapjax.convert.checkpoint_io import CheckpointError
 from swapjax.convert.vae import convert_vae, original_name, vae_config_from_diffusers
 from swapjax.parallel import logical_specs

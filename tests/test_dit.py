@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from swapjax.config import DiTConfig, load_config
+from swapjax.config import load_config
+from swapjax.models.dit_config import DiTConfig
 from swapjax.models.dit import WanDiT, abstract_dit, dit_apply, init_dit
 from swapjax.parallel import LOGICAL_AXIS_RULES, MESH_AXES, state_shardings
 

@@ -1,4 +1,4 @@
-"""Property tests for the mask transforms (SPEC section 4): shapes, supersets, determinism, the K rule."""
+"""Property tests for the mask transforms (docs/design.md, "Masks"): shapes, supersets, determinism, the K rule."""
 
 import cv2
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from swapjax.config import MaskConfig
+from swapjax.data.config import MaskConfig
 from swapjax.data import masks as M
 
 SETTINGS = settings(max_examples=30, deadline=None)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from media_fixtures import box_mask
-from swapjax.config import ConfigError, DataConfig, MaskConfig
+from swapjax.config import ConfigError
+from swapjax.data.config import DataConfig, MaskConfig
 from swapjax.data import pipeline
 
 KEYS = ("video", "mask", "subject_mask", "agnostic", "reference", "condition", "record_index")

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from swapjax.config import Config, ConfigError, DiTConfig, SwapConfig, load_config, validate_swap
+from swapjax.config import Config, ConfigError, load_config
+from swapjax.models.dit_config import DiTConfig
+from swapjax.models.swap_config import SwapConfig, validate_swap
 from swapjax.convert.checkpoint_io import CheckpointError
 from swapjax.convert.dit import convert_dit
 from swapjax.convert.swap import check_base, convert_swap

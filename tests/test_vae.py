@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from swapjax.config import VAEConfig
+from swapjax.models.vae_config import VAEConfig
 from swapjax.models import vae as wan_vae
 from swapjax.parallel import state_shardings
 

@@ -26,16 +26,17 @@ import ml_dtypes
 import numpy as np
 from flax import nnx
 
-from swapjax.config import DiTConfig
-from swapjax.convert.checkpoint_io import CheckpointError, TensorReader, check_shapes, read_json_config
+from swapjax.models.dit_config import DiTConfig
+from swapjax.convert.checkpoint_io import (CheckpointError, TensorReader, check_shapes, config_from_json, is_finite,
+                                           json_value, warn_nonfinite)
 from swapjax.models.dit import abstract_dit
+from swapjax.models.layers import DTYPES
 
 DIFFUSERS_CLASS = "WanTransformer3DModel"
 ORIGINAL_CLASS = "WanModel"
 ORIGINAL_PREFIX = "model.diffusion_model."
 # Keys a diffusers checkpoint may carry that no Wan2.1 model uses (diffusers ignores them as well).
 IGNORED_KEYS = ("norm_added_q",)
-NP_DTYPES = {"float32": np.float32, "bfloat16": ml_dtypes.bfloat16}
 
 
 class Entry(NamedTuple):
@@ -122,17 +123,23 @@ def checkpoint_shape(shape: tuple[int, ...], kind: str) -> tuple[int, ...]:
 
 # ------------------------------------------------------------------------------------------- configs
 def dit_config_from_diffusers(d: dict[str, Any], **overrides: Any) -> DiTConfig:
-    """diffusers `WanTransformer3DModel` config.json dict -> `DiTConfig` (execution fields from `overrides`)."""
+    """diffusers `WanTransformer3DModel` config.json dict -> `DiTConfig` (execution fields from `overrides`).
+
+    Raises `CheckpointError` for a missing key or a value of the wrong type, `ConfigError` for values the
+    config refuses."""
     if d.get("pos_embed_seq_len") is not None:
         raise CheckpointError(f"config has pos_embed_seq_len = {d['pos_embed_seq_len']} (Wan2.1 FLF2V), which "
                               "swapjax does not support: use a T2V or I2V checkpoint")
-    fields = dict(patch_size=tuple(d.get("patch_size", (1, 2, 2))), num_heads=d["num_attention_heads"],
-                  head_dim=d["attention_head_dim"], in_channels=d["in_channels"],
-                  out_channels=d.get("out_channels") or d["in_channels"], text_dim=d["text_dim"],
-                  freq_dim=d["freq_dim"], ffn_dim=d["ffn_dim"], num_layers=d["num_layers"],
-                  cross_attn_norm=d.get("cross_attn_norm", True), eps=d.get("eps", 1e-6),
-                  image_dim=d.get("image_dim"), added_kv_proj_dim=d.get("added_kv_proj_dim"),
-                  rope_max_seq_len=d.get("rope_max_seq_len", 1024))
+    in_channels = json_value(d, "in_channels", "int")
+    fields = dict(patch_size=tuple(json_value(d, "patch_size", "[int]", (1, 2, 2))),
+                  num_heads=json_value(d, "num_attention_heads", "int"),
+                  head_dim=json_value(d, "attention_head_dim", "int"), in_channels=in_channels,
+                  out_channels=json_value(d, "out_channels", "int", in_channels),
+                  text_dim=json_value(d, "text_dim", "int"), freq_dim=json_value(d, "freq_dim", "int"),
+                  ffn_dim=json_value(d, "ffn_dim", "int"), num_layers=json_value(d, "num_layers", "int"),
+                  cross_attn_norm=json_value(d, "cross_attn_norm", "bool", True),
+                  eps=float(json_value(d, "eps", "number", 1e-6)), image_dim=json_value(d, "image_dim", "int", None),
+                  added_kv_proj_dim=json_value(d, "added_kv_proj_dim", "int", None))
     return DiTConfig(**{**fields, **overrides})
 
 
@@ -144,21 +151,27 @@ def dit_config_to_diffusers(cfg: DiTConfig) -> dict[str, Any]:
             "freq_dim": cfg.freq_dim, "ffn_dim": cfg.ffn_dim, "num_layers": cfg.num_layers,
             "cross_attn_norm": cfg.cross_attn_norm, "qk_norm": "rms_norm_across_heads", "eps": cfg.eps,
             "image_dim": cfg.image_dim, "added_kv_proj_dim": cfg.added_kv_proj_dim,
-            "rope_max_seq_len": cfg.rope_max_seq_len, "pos_embed_seq_len": None}
+            "rope_max_seq_len": 1024, "pos_embed_seq_len": None}
 
 
 def dit_config_from_original(d: dict[str, Any], **overrides: Any) -> DiTConfig:
     """Original Wan2.1 `WanModel` config.json dict (`dim`, `num_heads`, `model_type`, ...) -> `DiTConfig`."""
-    model_type = d.get("model_type", "t2v")
+    model_type = json_value(d, "model_type", "str", "t2v")
     if model_type not in ("t2v", "i2v"):
         raise CheckpointError(f"original Wan config has model_type = {model_type!r}; swapjax supports 't2v' and "
                               "'i2v' checkpoints")
-    dim, heads = d["dim"], d["num_heads"]
+    dim, heads = json_value(d, "dim", "int"), json_value(d, "num_heads", "int")
+    if heads <= 0 or dim % heads:
+        raise CheckpointError(f"original Wan config has dim = {dim} and num_heads = {heads}: dim must be a "
+                              "positive multiple of num_heads; use the config.json that came with the checkpoint")
     i2v = model_type == "i2v"
-    fields = dict(patch_size=tuple(d.get("patch_size", (1, 2, 2))), num_heads=heads, head_dim=dim // heads,
-                  in_channels=d["in_dim"], out_channels=d["out_dim"], text_dim=d.get("text_dim", 4096),
-                  freq_dim=d["freq_dim"], ffn_dim=d["ffn_dim"], num_layers=d["num_layers"],
-                  cross_attn_norm=d.get("cross_attn_norm", True), eps=d.get("eps", 1e-6),
+    fields = dict(patch_size=tuple(json_value(d, "patch_size", "[int]", (1, 2, 2))), num_heads=heads,
+                  head_dim=dim // heads, in_channels=json_value(d, "in_dim", "int"),
+                  out_channels=json_value(d, "out_dim", "int"), text_dim=json_value(d, "text_dim", "int", 4096),
+                  freq_dim=json_value(d, "freq_dim", "int"), ffn_dim=json_value(d, "ffn_dim", "int"),
+                  num_layers=json_value(d, "num_layers", "int"),
+                  cross_attn_norm=json_value(d, "cross_attn_norm", "bool", True),
+                  eps=float(json_value(d, "eps", "number", 1e-6)),
                   image_dim=1280 if i2v else None, added_kv_proj_dim=dim if i2v else None)
     return DiTConfig(**{**fields, **overrides})
 
@@ -193,7 +206,7 @@ def convert_dit(src: str | pathlib.Path, *, config: DiTConfig | None = None, dty
     """
     reader = TensorReader(src, allow_pickle=allow_pickle)
     if config is None:
-        config = dit_config_from_json(read_json_config(src))
+        config = config_from_json(src, dit_config_from_json)
     if dtype is not None:
         config = dataclasses.replace(config, param_dtype=dtype)
     _, state = abstract_dit(config)
@@ -211,14 +224,19 @@ def convert_dit(src: str | pathlib.Path, *, config: DiTConfig | None = None, dty
         expected[getattr(e, layout)] = checkpoint_shape(tuple(shape), e.kind)
     check_shapes(expected, found, what=f"Wan transformer checkpoint {str(src)!r} ({layout} layout)")
 
-    np_dtype = NP_DTYPES[config.param_dtype]
+    np_dtype = np.dtype(DTYPES[config.param_dtype])
     buffers = {path: np.empty(var.shape, np_dtype) for path, var in targets.items()}
+    nonfinite = []
     for e in table:  # one tensor in memory at a time
-        value = to_swapjax(np.asarray(reader.get(raw[getattr(e, layout)])), e.kind).astype(np_dtype)
+        tensor = np.asarray(reader.get(raw[getattr(e, layout)]))
+        if not is_finite(tensor):
+            nonfinite.append(raw[getattr(e, layout)])
+        value = to_swapjax(tensor, e.kind).astype(np_dtype)
         if e.layer is None:
             buffers[e.path][...] = value
         else:
             buffers[e.path][e.layer] = value
+    warn_nonfinite(nonfinite, f"Wan transformer checkpoint {str(src)!r}")
     for path, var in targets.items():
         var.set_value(buffers[path])
     return config, state

@@ -21,21 +21,24 @@ import jax
 import numpy as np
 from flax import nnx
 
-from swapjax.config import Config, ConfigError, DiTConfig, SwapConfig
-from swapjax.convert.checkpoint_io import CheckpointError, TensorReader, read_json_config
-from swapjax.convert.dit import NP_DTYPES, convert_dit, dit_config_from_json
+from swapjax.config import Config
+from swapjax.config_error import ConfigError
+from swapjax.models.dit_config import DiTConfig
+from swapjax.models.swap_config import SwapConfig
+from swapjax.convert.checkpoint_io import CheckpointError, TensorReader, config_from_json
+from swapjax.convert.dit import convert_dit, dit_config_from_json
+from swapjax.models.execution import architecture
+from swapjax.models.layers import DTYPES
 from swapjax.models.swap import abstract_swap, build_adapters
 
-# DiTConfig fields that fix parameter shapes and numerics; the base and the swap model must agree on them.
-ARCHITECTURE_FIELDS = ("patch_size", "num_heads", "head_dim", "out_channels", "text_dim", "freq_dim", "ffn_dim",
-                       "num_layers", "cross_attn_norm", "eps", "image_dim", "added_kv_proj_dim", "rope_theta")
 PATCH_KERNEL = ("patch_embed", "kernel")
 
 
 def check_base(base: DiTConfig, cfg: DiTConfig) -> None:
     """Raises `CheckpointError` listing every architecture field where the base differs from the swap DiT."""
-    diffs = [f"{name}: base {getattr(base, name)!r}, swap {getattr(cfg, name)!r}" for name in ARCHITECTURE_FIELDS
-             if getattr(base, name) != getattr(cfg, name)]
+    theirs, ours = architecture(base), architecture(cfg)
+    diffs = [f"{name}: base {theirs[name]!r}, swap {ours[name]!r}" for name in ours
+             if name != "in_channels" and theirs[name] != ours[name]]
     if base.in_channels > cfg.in_channels:
         diffs.append(f"in_channels: base {base.in_channels} > swap {cfg.in_channels}")
     if diffs:
@@ -57,7 +60,7 @@ def swap_state_from_base(base_cfg: DiTConfig, base_state: nnx.State, cfg: DiTCon
     Leaves are numpy arrays in `cfg.param_dtype`; base arrays already in that dtype are shared, not copied.
     """
     check_base(base_cfg, cfg)
-    dtype = NP_DTYPES[cfg.param_dtype]
+    dtype = np.dtype(DTYPES[cfg.param_dtype])
     _, state = abstract_swap(cfg, swap)
     base = {path: var.get_value() for path, var in nnx.to_flat_state(base_state)}
     fresh = {}
@@ -101,7 +104,7 @@ def _base_config(src: str | pathlib.Path, cfg: DiTConfig, allow_pickle: bool) ->
     execution = {f: getattr(cfg, f) for f in ("param_dtype", "dtype", "attention", "remat_policy", "scan_layers")}
     src = pathlib.Path(src)
     if ((src if src.is_dir() else src.parent) / "config.json").is_file():
-        return dit_config_from_json(read_json_config(src), **execution)
+        return config_from_json(src, dit_config_from_json, **execution)
     # No config.json (an original single file): the architecture is the swap config's, at the base's width.
     for key, shape in TensorReader(src, allow_pickle=allow_pickle).shapes().items():
         if key.endswith("patch_embedding.weight"):

@@ -1,4 +1,4 @@
-"""Mask transforms of SPEC section 4: bbox, adaptive whole-frame grid, extra shapes, blocks, hair, dilate/feather.
+"""Mask transforms (docs/design.md, "Masks"): bbox, adaptive grid, extra shapes, blocks, hair, dilate/feather.
 
 Every transform takes a mask track `[F, H, W]` (any dtype; nonzero = subject) and returns uint8 `[F, H, W]`
 in {0, 1}, except `feather` (float32 alpha). Random transforms take an `np.random.Generator`, so a seed fixes
@@ -17,7 +17,7 @@ import math
 import cv2
 import numpy as np
 
-from swapjax.config import MaskConfig
+from swapjax.data.config import MaskConfig
 from swapjax.data.reference import NEUTRAL_GREY, composite_on_grey, reference_crop  # noqa: F401 (re-exported)
 
 _SUBPIXEL = 4  # cv2 drawing: coordinates carry 4 fractional bits

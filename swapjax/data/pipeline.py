@@ -11,7 +11,8 @@ shuffle, reseeded each epoch) -> repeat -> load record and build the example wit
 worker processes (`cfg.num_workers`; grain keeps the order, so workers change speed, not content).
 
 Batches are **per process**: leading dim `B_local = cfg.batch_size // shard_count`; the train loop assembles
-global arrays with `jax.make_array_from_process_local_data`. Keys (float32 unless noted, SPEC section 1):
+global arrays with `jax.make_array_from_process_local_data`. Keys (float32 unless noted; layouts in
+docs/design.md, "Conventions"):
   video `[B, F, H, W, 3]` in [-1, 1]       mask `[B, F, H, W]` {0, 1}: training mask (region to regenerate)
   subject_mask `[B, F, H, W]` {0, 1}        agnostic `[B, F, H, W, 3]` = video * (1 - mask)
   reference `[B, S, S, 3]` in [-1, 1]      condition `[B, F, H, W, 3]` in [-1, 1] (zeros when off)
@@ -29,7 +30,8 @@ import cv2
 import grain
 import numpy as np
 
-from swapjax.config import ConfigError, DataConfig
+from swapjax.config_error import ConfigError
+from swapjax.data.config import DataConfig
 from swapjax.data import keypoints as keypoint_render
 from swapjax.data import masks
 

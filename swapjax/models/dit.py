@@ -30,20 +30,12 @@ import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float
 
-from swapjax.config import DiTConfig
+from swapjax.models.dit_config import REMAT_POLICIES, DiTConfig
 from swapjax.models.dit_block import KV, WanBlock
 from swapjax.models.embeddings import (ImageEmbedding, PatchEmbed, TextEmbedding, TimeEmbedding, rope_angles,
                                        unpatchify)
 from swapjax.models.layers import DTYPES, dense, layer_norm
 from swapjax.parallel import sharded_init
-
-REMAT_POLICIES = {
-    "none": None,
-    "full": jax.checkpoint_policies.nothing_saveable,
-    "dots": jax.checkpoint_policies.dots_saveable,
-    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
-}
-
 
 def _stacked_blocks(cfg: DiTConfig, rngs: nnx.Rngs) -> WanBlock:
     """`cfg.num_layers` blocks as one module whose parameters carry a leading `layers` axis."""

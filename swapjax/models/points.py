@@ -31,7 +31,8 @@ import numpy as np
 from flax import nnx
 from jaxtyping import Array, Bool, Float, Int
 
-from swapjax.config import DiTConfig, SwapConfig
+from swapjax.models.dit_config import DiTConfig
+from swapjax.models.swap_config import SwapConfig
 from swapjax.models.layer_adapters import AdapterStack
 from swapjax.models.layers import dense
 

@@ -16,7 +16,8 @@ import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float
 
-from swapjax.config import DiTConfig, SwapConfig
+from swapjax.models.dit_config import DiTConfig
+from swapjax.models.swap_config import SwapConfig
 from swapjax.models.embeddings import apply_rope
 from swapjax.models.layer_adapters import AdapterStack
 from swapjax.models.layers import DTYPES, RMSNorm, dense

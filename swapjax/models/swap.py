@@ -37,7 +37,8 @@ import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float
 
-from swapjax.config import DiTConfig, SwapConfig, validate_swap
+from swapjax.models.dit_config import DiTConfig
+from swapjax.models.swap_config import SwapConfig, validate_swap
 from swapjax.models.attention import one_way_mask
 from swapjax.models.conditioning import prefix_inputs
 from swapjax.models.dit import WanDiT

@@ -1,0 +1,68 @@
+"""`DataConfig` and `MaskConfig`: where training clips come from and how training masks are drawn (read by
+`data/pipeline.py` and `data/masks.py`)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from swapjax.config_error import require
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskConfig:
+    """Mask transforms (pixel units; docs/design.md, "Masks")."""
+
+    p_bbox: float = 0.3  # training: bbox mask with this probability, adaptive grid otherwise
+    grid_cell_min: int = 12  # h1: training grid cell size drawn from U[h1, h2]
+    grid_cell_max: int = 48  # h2
+    grid_cell_infer: int = 24  # h3: inference grid cell size
+    bbox_dilate_max: int = 8  # training bbox dilation drawn from [0, this]
+    p_shape_aug: float = 0.5  # probability of extra shapes attached to the boundary
+    shape_aug_max: int = 3  # at most this many extra shapes
+    feather: int = 4  # sampling composite: feather radius in pixels
+    dilate_infer: int = 4  # sampling composite: dilation before feathering
+
+    def __post_init__(self):
+        require(0.0 <= self.p_bbox <= 1.0, f"MaskConfig.p_bbox ({self.p_bbox}) must be in [0, 1]")
+        require(0 < self.grid_cell_min <= self.grid_cell_max,
+                 f"MaskConfig: need 0 < grid_cell_min ({self.grid_cell_min}) <= grid_cell_max ({self.grid_cell_max})")
+        require(self.grid_cell_infer > 0, f"MaskConfig.grid_cell_infer ({self.grid_cell_infer}) must be positive")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where clips come from and what a training example looks like."""
+
+    source: str = "synthetic"  # "synthetic" (embedded default) or "tfds" (ArrayRecord built by swapjax.data.build)
+    tfds_dir: str | None = None
+    height: int = 64
+    width: int = 64
+    num_frames: int = 5  # F, must be 1 mod 4
+    frame_stride: int = 1
+    ref_size: int = 64  # reference image side (square)
+    batch_size: int = 2  # global batch
+    num_workers: int = 0  # grain worker processes
+    read_threads: int = 2  # threads per process (main or worker) transforming examples
+    prefetch_batches: int = 2  # batches buffered per reading thread pool / per worker (memory: float32 batches)
+    split: str = "train"  # TFDS split to read
+    num_synthetic_clips: int = 1024
+    shuffle: bool = True
+    with_condition: bool = False  # render keypoint condition frames
+    stage: int = 1  # 2 adds reference jitter
+    mask: MaskConfig = dataclasses.field(default_factory=MaskConfig)
+
+    def __post_init__(self):
+        require(self.source in ("synthetic", "tfds"),
+                 f"DataConfig.source ({self.source!r}) must be 'synthetic' or 'tfds'")
+        require(self.source != "tfds" or self.tfds_dir,
+                 "DataConfig.tfds_dir is required when source = 'tfds': build one with python -m swapjax.data.build")
+        require(self.num_frames % 4 == 1,
+                 f"DataConfig.num_frames ({self.num_frames}) must be 1 mod 4 (e.g. 5, 9, 17, 81) for the Wan VAE")
+        require(self.height % 16 == 0 and self.width % 16 == 0,
+                 f"DataConfig: height ({self.height}) and width ({self.width}) must be multiples of 16")
+        require(self.batch_size >= 1, f"DataConfig.batch_size ({self.batch_size}) must be >= 1")
+        require(self.stage in (1, 2), f"DataConfig.stage ({self.stage}) must be 1 or 2")
+        require(self.frame_stride >= 1, f"DataConfig.frame_stride ({self.frame_stride}) must be >= 1")
+        require(self.num_workers >= 0 and self.read_threads >= 1 and self.prefetch_batches >= 1,
+                 f"DataConfig: need num_workers ({self.num_workers}) >= 0, read_threads ({self.read_threads}) >= 1 "
+                 f"and prefetch_batches ({self.prefetch_batches}) >= 1")
