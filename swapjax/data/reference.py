@@ -1,7 +1,7 @@
 """Reference images: the training crop `r' = v_i * m_i` (DreamSwapV) and user references onto neutral grey.
 
 Both kinds end up the same way: the subject on a flat neutral grey (128) square, so a reference cut from the
-training video and a user's cut-out PNG look alike to the model (SPEC sections 1 and 4).
+training video and a user's cut-out PNG look alike to the model (docs/design.md, "Conventions" and "Masks").
 """
 
 from __future__ import annotations

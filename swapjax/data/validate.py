@@ -1,10 +1,10 @@
-"""Input checks shared by every entry point (SPEC section 8).
+"""Input checks shared by every entry point: one line naming the input and the fix, exit code 2 in CLIs.
 
 Each check raises `InputError` with one line that names the input, says what is wrong and how to fix it;
 CLIs catch it and exit with code 2 before any heavy work. `name` is the caller's human label of the input,
 e.g. ``"video 'clips/a.mp4'"`` or ``"reference image 'ref.png'"``; messages start with it.
 
-Arrays follow SPEC section 1 without the batch axis: videos `[F, H, W, 3]`, masks `[F, H, W]` in {0, 1},
+Arrays follow docs/design.md "Conventions" without the batch axis: videos `[F, H, W, 3]`, masks `[F, H, W]` in {0, 1},
 reference images `[H, W, 3 | 4]`, keypoints `[F, K, 3]` as (x, y, visibility).
 """
 
