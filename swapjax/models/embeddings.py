@@ -17,7 +17,7 @@ from flax import nnx
 from jaxtyping import Array, Float
 
 from swapjax.models.layers import DTYPES, FeedForward, LayerNorm, dense
-from swapjax.parallel import sharded_init
+from swapjax.parallel import constrain, sharded_init
 
 
 # ----------------------------------------------------------------------------------------------- patches
@@ -44,7 +44,7 @@ class PatchEmbed(nnx.Module):
         x = latents.astype(self.dtype).reshape(b, f // pt, pt, h // ph, ph, w // pw, pw, c)
         x = jnp.einsum("bfphqwrc,pqrcd->bfhwd", x, self.kernel[...].astype(self.dtype))  # [B, f', h', w', D]
         x = x + self.bias[...].astype(self.dtype)
-        return x.reshape(b, -1, x.shape[-1])  # [B, L, D], tokens ordered (f, h, w)
+        return constrain(x.reshape(b, -1, x.shape[-1]), ("batch", "length", "embed"))  # [B, L, D], (f, h, w) order
 
 
 def unpatchify(x: Float[Array, "b l p"], grid: tuple[int, int, int], patch: tuple[int, int, int]
@@ -103,7 +103,7 @@ class TextEmbedding(nnx.Module):
                                axes_out=("mlp", "embed"), dtype=dtype, param_dtype=param_dtype, rngs=rngs)
 
     def __call__(self, context: Float[Array, "b lt c"]) -> Float[Array, "b lt d"]:
-        return self.mlp(context)
+        return constrain(self.mlp(context), ("batch", "text_len", "embed"))  # [B, Lt, D]
 
 
 class ImageEmbedding(nnx.Module):
@@ -118,7 +118,7 @@ class ImageEmbedding(nnx.Module):
 
     def __call__(self, image: Float[Array, "b li c"]) -> Float[Array, "b li d"]:
         x = self.norm_in(image).astype(self.dtype)
-        return self.norm_out(self.mlp(x)).astype(self.dtype)
+        return constrain(self.norm_out(self.mlp(x)).astype(self.dtype), ("batch", "image_len", "embed"))  # [B, Li, D]
 
 
 # ------------------------------------------------------------------------------------------------- RoPE

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float
 
-from swapjax.parallel import sharded_init
+from swapjax.parallel import constrain, sharded_init
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -76,14 +76,19 @@ class RMSNorm(nnx.Module):
 
 
 class FeedForward(nnx.Module):
-    """`fc2(act(fc1(x)))`: `[.., din] -> [.., hidden] -> [.., dout]`; `approximate` picks GELU-tanh vs exact."""
+    """`fc2(act(fc1(x)))`: `[.., din] -> [.., hidden] -> [.., dout]`; `approximate` picks GELU-tanh vs exact.
+
+    `hidden_axes`: logical axes of the hidden activation, one per dimension (e.g. `("batch", "length", "mlp")`),
+    to pin its sharding (see `swapjax.parallel.constrain`); None leaves it to the compiler.
+    """
 
     def __init__(self, din: int, hidden: int, dout: int, *, approximate: bool,
                  axes_in: tuple[str, str], axes_out: tuple[str, str], dtype: str, param_dtype: str,
-                 rngs: nnx.Rngs):
-        self.approximate = approximate
+                 rngs: nnx.Rngs, hidden_axes: tuple[str, ...] | None = None):
+        self.approximate, self.hidden_axes = approximate, hidden_axes
         self.fc1 = dense(din, hidden, axes_in, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.fc2 = dense(hidden, dout, axes_out, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
 
     def __call__(self, x: Float[Array, "... din"]) -> Float[Array, "... dout"]:
-        return self.fc2(jax.nn.gelu(self.fc1(x), approximate=self.approximate))
+        h = jax.nn.gelu(self.fc1(x), approximate=self.approximate)  # [.., hidden]
+        return self.fc2(h if self.hidden_axes is None else constrain(h, self.hidden_axes))
