@@ -32,10 +32,16 @@ from swapjax.config import DiTConfig
 from swapjax.models.attention import attention, one_way_attention
 from swapjax.models.embeddings import apply_rope
 from swapjax.models.layers import DTYPES, FeedForward, LayerNorm, RMSNorm, dense, layer_norm
-from swapjax.parallel import sharded_init
+from swapjax.parallel import constrain, sharded_init
 
 KV = tuple[jax.Array, jax.Array]  # keys, values [B, T, N, H]
 Branch = tuple[jax.Array, jax.Array, jax.Array | float]  # keys, values [B, Tb, N, H]; scale (see self_attention)
+
+# Logical axes of the activations (see swapjax/parallel.py): tokens, queries, keys/values read whole, FFN hidden.
+BLD = ("batch", "length", "embed")
+BLNH = ("batch", "length", "heads", "kv")
+BKNH = ("batch", "kv_length", "heads", "kv")
+BLF = ("batch", "length", "mlp")
 
 
 def modulate(x: Float[Array, "b l d"], shift: Float[Array, "b s d"], scale: Float[Array, "b s d"],
@@ -72,7 +78,7 @@ class SelfAttention(AttentionProjections):
         """Modulated tokens -> rotated q, k and v, each `[B, L, N, H]`."""
         q = apply_rope(self.heads(self.norm_q(self.q(x))), *rope)
         k = apply_rope(self.heads(self.norm_k(self.k(x))), *rope)
-        return q, k, self.heads(self.v(x))
+        return constrain(q, BLNH), constrain(k, BLNH), constrain(self.heads(self.v(x)), BLNH)
 
 
 class CrossAttention(AttentionProjections):
@@ -92,15 +98,18 @@ class CrossAttention(AttentionProjections):
 
     def text_kv(self, text: Float[Array, "b lt d"]) -> KV:
         """Keys and values of the (embedded) text tokens, `[B, Lt, N, H]` each."""
-        return self.heads(self.norm_k(self.k(text))), self.heads(self.v(text))
+        names = ("batch", "text_len", "heads", "kv")
+        return constrain(self.heads(self.norm_k(self.k(text))), names), constrain(self.heads(self.v(text)), names)
 
     def image_kv(self, image: Float[Array, "b li d"]) -> KV:
         """Keys and values of the (embedded) image tokens, `[B, Li, N, H]` each (I2V only)."""
-        return self.heads(self.norm_k_img(self.k_img(image))), self.heads(self.v_img(image))
+        names = ("batch", "image_len", "heads", "kv")
+        k = self.heads(self.norm_k_img(self.k_img(image)))  # [B, Li, N, H]
+        return constrain(k, names), constrain(self.heads(self.v_img(image)), names)
 
     def __call__(self, x: Float[Array, "b l d"], text: Float[Array, "b lt d"],
                  image: Float[Array, "b li d"] | None = None) -> Float[Array, "b l d"]:
-        q = self.heads(self.norm_q(self.q(x)))  # [B, L, N, H]
+        q = constrain(self.heads(self.norm_q(self.q(x))), BLNH)  # [B, L, N, H]
         o = attention(q, *self.text_kv(text), backend=self.backend)
         if image is not None:
             if self.k_img is None:
@@ -126,7 +135,7 @@ class WanBlock(nnx.Module):
         self.cross_attn = CrossAttention(dim, cfg.num_heads, eps=cfg.eps, image_kv_dim=cfg.added_kv_proj_dim,
                                          backend=cfg.attention, **kw)
         self.ffn = FeedForward(dim, cfg.ffn_dim, dim, approximate=True, axes_in=("embed", "mlp"),
-                               axes_out=("mlp", "embed"), **kw)
+                               axes_out=("mlp", "embed"), hidden_axes=BLF, **kw)
 
     def modulation_terms(self, e: Float[Array, "b s 6 d"]) -> tuple[jax.Array, ...]:
         """`table + e` split into (shift, scale, gate, c_shift, c_scale, c_gate), each `[B, S, D]` float32."""
@@ -160,6 +169,7 @@ class WanBlock(nnx.Module):
             ev = attn.heads(attn.v(extra_tokens.astype(x.dtype)))
             k = jnp.concatenate([k, ek.astype(k.dtype)], axis=1)  # [B, Lk + Le, N, H]
             v = jnp.concatenate([v, ev.astype(v.dtype)], axis=1)
+        k, v = constrain(k, BKNH), constrain(v, BKNH)  # gathered over `sequence`: every query reads every key
         if prefix_len:
             o = one_way_attention(q, k, v, prefix_len, backend=self.backend)  # [B, L, N, H]
         else:
@@ -190,6 +200,7 @@ class WanBlock(nnx.Module):
         """
         if residual is not None:
             x = x + residual.astype(x.dtype)
+        x = constrain(x, BLD)
         shift, scale, gate, c_shift, c_scale, c_gate = self.modulation_terms(e)
         h = modulate(x, shift, scale, self.eps).astype(self.dtype)
         attn, own_kv = self.self_attention(h, rope, prefix_kv=prefix_kv, mask=mask, prefix_len=prefix_len,
@@ -198,7 +209,7 @@ class WanBlock(nnx.Module):
         x = x + self.cross_attention(x, text, image).astype(self.dtype)
         h = modulate(x, c_shift, c_scale, self.eps).astype(self.dtype)
         x = (x.astype(jnp.float32) + self.feed_forward(h).astype(jnp.float32) * c_gate).astype(self.dtype)
-        return x, (own_kv if return_kv else None)
+        return constrain(x, BLD), (own_kv if return_kv else None)
 
 
 def _per_query(scale: jax.Array | float, dtype) -> jax.Array:
