@@ -145,3 +145,47 @@ def test_bfloat16_params_from_config(reference):
     cfg, state = convert_vae(path, config=vae_config_from_diffusers(dict(WAN21_TINY), param_dtype="bfloat16"))
     assert cfg.param_dtype == "bfloat16"
     assert all(leaf.dtype == jax.numpy.bfloat16 for leaf in jax.tree.leaves(state))
+
+
+def test_z_dim_8_export_converts_with_neutral_statistics_and_matches_diffusers(tmp_path, capsys):
+    """diffusers writes its 16-entry latent statistics into config.json for any z_dim (and never reads them):
+    the CLI replaces them with mean 0 / std 1, says so in one line, and the model equals diffusers."""
+    from diffusers import AutoencoderKLWan
+
+    from swapjax.convert.__main__ import main
+    from swapjax.convert.saved import load_converted
+    from swapjax.models import vae as wan_vae
+    from wan_vae_torch import from_torch_video, rel_err, to_torch_video
+
+    torch.manual_seed(8)
+    ref = AutoencoderKLWan(base_dim=8, z_dim=8, dim_mult=[1, 2], num_res_blocks=1, temperal_downsample=[True]).eval()
+    with torch.no_grad():
+        for name, param in ref.named_parameters():  # RMS_norm gammas start at one: make a wrong mapping visible
+            if name.endswith("gamma"):
+                param.uniform_(0.5, 1.5)
+    ref.save_pretrained(tmp_path / "vae")
+    written = json.loads((tmp_path / "vae" / "config.json").read_text())
+    assert written["z_dim"] == 8 and len(written["latents_mean"]) == len(written["latents_std"]) == 16
+
+    capsys.readouterr()
+    assert main(["--src", str(tmp_path / "vae"), "--out", str(tmp_path / "out")]) == 0
+    notice = capsys.readouterr().err.strip().splitlines()
+    assert len(notice) == 1 and "z_dim = 8 but 16-entry latents_mean and 16-entry latents_std" in notice[0]
+    assert "replaced by mean 0 / std 1" in notice[0]
+    kind, cfg, state = load_converted(tmp_path / "out")
+    assert kind == "vae" and cfg.z_dim == 8
+    assert cfg.latents_mean == (0.0,) * 8 and cfg.latents_std == (1.0,) * 8
+    graphdef = nnx.graphdef(nnx.eval_shape(lambda: wan_vae.WanVAE(cfg, rngs=nnx.Rngs(0))))
+
+    video = np.random.default_rng(0).uniform(-1, 1, (1, 5, 16, 16, 3)).astype(np.float32)
+    with torch.no_grad():
+        want_mean = from_torch_video(ref.encode(to_torch_video(video)).latent_dist.mean)
+    mean, _ = wan_vae.vae_encode(graphdef, state, jax.numpy.asarray(video))
+    assert mean.shape == want_mean.shape == (1, 3, 8, 8, 8)
+    z = np.random.default_rng(1).normal(size=want_mean.shape).astype(np.float32)
+    with torch.no_grad():
+        want_video = from_torch_video(ref.decode(to_torch_video(z)).sample)
+    got_video = wan_vae.vae_decode(graphdef, state, jax.numpy.asarray(z))
+    errors = {"encode": rel_err(mean, want_mean), "decode": rel_err(got_video, want_video)}
+    print("\n[z_dim=8 export] " + ", ".join(f"{k} {v:.1e}" for k, v in errors.items()))
+    assert max(errors.values()) <= 1e-5, errors  # the tolerance of tests/test_parity_vae.py

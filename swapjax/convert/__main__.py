@@ -9,24 +9,34 @@ original Wan2.1 directory (config.json with `dim`, `num_heads`, ...) or checkpoi
 one, looks at the tensor names. Writes OUT/ (see `swapjax.convert.saved`); read it back with
 `swapjax.convert.saved.load_converted(OUT)`. With `--swap-config`, a base transformer (I2V-14B, or T2V-1.3B) is
 widened into that config's swap model (`swapjax.convert.swap`: base columns kept, new ones zero) and saved as kind
-"swap". Bad input exits with code 2 and a message naming the problem.
+"swap".
+
+OUT is checked before anything is read, and written under a temporary name that becomes OUT only when complete.
+Bad input (a broken config.json or checkpoint, an unusable OUT, a full disk) exits with code 2 and one line
+naming the input and the fix; SIGTERM / Ctrl-C exit with 143 / 130 (128 + the signal) and one line. Either
+way nothing is left behind. Warnings (NaN/Inf weights, replaced VAE statistics) are one line each on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import pathlib
+import signal
 import sys
+import warnings
 
 import ml_dtypes
 import numpy as np
 from flax import nnx
 
-from swapjax.config import DTYPES, ConfigError, load_config
-from swapjax.convert.checkpoint_io import CheckpointError, TensorReader
+from swapjax.atomic import Terminated, check_output
+from swapjax.config import Config, load_config
+from swapjax.config_error import ConfigError
+from swapjax.convert.checkpoint_io import CheckpointError, ConversionWarning, TensorReader, read_json_config
 from swapjax.convert.saved import save_converted
+from swapjax.data.validate import InputError
+from swapjax.models.layers import DTYPES
 
 DIT_CLASSES = ("WanTransformer3DModel", "WanModel")
 VAE_CLASSES = ("AutoencoderKLWan",)
@@ -36,7 +46,7 @@ def detect_kind(src: pathlib.Path, *, allow_pickle: bool = False) -> str:
     """"dit" or "vae" from config.json's `_class_name`, else from the tensor names."""
     cfg_file = (src if src.is_dir() else src.parent) / "config.json"
     if cfg_file.is_file():
-        name = json.loads(cfg_file.read_text()).get("_class_name")
+        name = read_json_config(src).get("_class_name")
         if name in DIT_CLASSES:
             return "dit"
         if name in VAE_CLASSES:
@@ -50,22 +60,46 @@ def detect_kind(src: pathlib.Path, *, allow_pickle: bool = False) -> str:
                           "_class_name is not one of " f"{DIT_CLASSES + VAE_CLASSES}): pass --kind dit or --kind vae")
 
 
+def load_swap_config(path: str | pathlib.Path) -> Config:
+    """The `Config` of a `configs/swap_*.py` file; `ConfigError` naming `--swap-config` if it is not one."""
+    path = pathlib.Path(path)
+    name = f"--swap-config {str(path)!r}"
+    if not path.is_file():
+        raise ConfigError(f"{name} does not exist: pass a configs/swap_*.py file")
+    if path.suffix != ".py":
+        raise ConfigError(f"{name} is not a Python config file: pass a configs/swap_*.py file (get_config() "
+                          "returning a Config with a swap section)")
+    try:
+        config = load_config(path)
+    except ConfigError:
+        raise
+    except Exception as err:  # running the user's file failed: one line naming it instead of a traceback
+        raise ConfigError(f"{name} failed while loading ({type(err).__name__}: {err}): fix it or pass a "
+                          "configs/swap_*.py file") from None
+    if config.swap is None:
+        raise ConfigError(f"{name} has no swap section: pass a configs/swap_*.py file")
+    return config
+
+
 def convert(src: str | pathlib.Path, out: str | pathlib.Path, *, kind: str = "auto", dtype: str | None = None,
             allow_pickle: bool = False, swap_config: str | pathlib.Path | None = None) -> pathlib.Path:
-    """Converts `src` and writes `out`; returns the written directory."""
+    """Converts `src` and writes `out`; returns the written directory.
+
+    `out` and `swap_config` are checked before any tensor is read."""
+    out = check_output(out)
     src = pathlib.Path(src)
     if not src.exists():
         raise CheckpointError(f"--src {str(src)!r} does not exist: pass a diffusers model directory or a "
                               "checkpoint file")
+    config = load_swap_config(swap_config) if swap_config is not None else None
     if kind == "auto":
         kind = detect_kind(src, allow_pickle=allow_pickle)
-    if swap_config is not None:
+    if config is not None:
         if kind != "dit":
             raise CheckpointError(f"--swap-config widens a transformer, but {str(src)!r} is a {kind}: pass the "
                                   "base transformer directory (I2V-14B or T2V-1.3B)")
         from swapjax.convert.swap import convert_swap
 
-        config = load_config(swap_config)
         if dtype is not None:
             config = config.replace(dit=dataclasses.replace(config.dit, param_dtype=dtype))
         dit_cfg, state = convert_swap(src, config, allow_pickle=allow_pickle)
@@ -86,23 +120,40 @@ def convert(src: str | pathlib.Path, out: str | pathlib.Path, *, kind: str = "au
     return save_converted(out, kind, cfg, state, source=str(src))
 
 
+def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """`warnings.showwarning` for the CLI: one line per warning."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m swapjax.convert", description=__doc__.split("\n\n")[0])
     parser.add_argument("--src", required=True, help="diffusers model directory or checkpoint file")
     parser.add_argument("--out", required=True, help="output directory (must not exist)")
     parser.add_argument("--kind", choices=("auto", "dit", "vae"), default="auto")
-    parser.add_argument("--dtype", choices=DTYPES, default=None, help="parameter dtype (default: the config's)")
+    parser.add_argument("--dtype", choices=tuple(DTYPES), default=None, help="parameter dtype (default: the config's)")
     parser.add_argument("--allow-pickle", action="store_true",
                         help="allow .pth/.bin pickle checkpoints (they can run code: only for trusted files)")
     parser.add_argument("--swap-config", default=None,
                         help="a configs/swap_*.py file: widen the base transformer into that swap model")
     args = parser.parse_args(argv)
-    try:
-        out = convert(args.src, args.out, kind=args.kind, dtype=args.dtype, allow_pickle=args.allow_pickle,
-                      swap_config=args.swap_config)
-    except (CheckpointError, ConfigError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", ConversionWarning)
+        warnings.showwarning = _print_warning
+        try:
+            out = convert(args.src, args.out, kind=args.kind, dtype=args.dtype, allow_pickle=args.allow_pickle,
+                          swap_config=args.swap_config)
+        except (CheckpointError, ConfigError, InputError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        except (Terminated, KeyboardInterrupt) as err:
+            stop, code = (("SIGTERM", err.code) if isinstance(err, Terminated)
+                          else ("Ctrl-C", 128 + signal.SIGINT))
+            out = pathlib.Path(args.out)
+            left = (f"{str(out)!r} was already complete and is kept" if out.exists() else
+                    f"nothing was written to {str(out)!r} (its temporary folder, if any, was removed)")
+            print(f"error: stopped by {stop} while converting: {left}; run the command again to convert",
+                  file=sys.stderr)
+            return code
     print(f"wrote {out}")
     return 0
 

@@ -5,8 +5,8 @@
                             a swap model {"dit": {DiTConfig fields}, "swap": {SwapConfig fields}}}, "source": ...}
       params/               Orbax StandardSave of the parameter state as a pure nested dict
 
-The directory is assembled under a temporary name next to OUT and renamed when complete, so an interrupted
-conversion never leaves something `load_converted` would accept.
+The directory is assembled under a temporary name next to OUT and renamed when complete (`swapjax.atomic`), so
+an interrupted conversion, a full disk or SIGTERM never leaves something behind.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
-import shutil
-import tempfile
 from typing import Any
 
 import jax
@@ -23,8 +21,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from swapjax.config import DiTConfig, SwapConfig, VAEConfig
+from swapjax.atomic import atomic_write, check_output
 from swapjax.convert.checkpoint_io import CheckpointError, check_shapes
+from swapjax.models.dit_config import DiTConfig
+from swapjax.models.swap_config import SwapConfig
+from swapjax.models.vae_config import VAEConfig
 from swapjax.parallel import state_shardings
 
 CONFIG_FILE = "swapjax_config.json"
@@ -70,21 +71,18 @@ def abstract_state(kind: str, cfg: ModelConfig) -> nnx.State:
 
 def save_converted(out: str | pathlib.Path, kind: str, cfg: ModelConfig, state: nnx.State, *,
                    source: str = "") -> pathlib.Path:
-    """Writes `state` and `cfg` to the directory `out` (which must not exist yet); returns its path."""
-    out = pathlib.Path(out).absolute()
-    if out.exists():
-        raise CheckpointError(f"output {str(out)!r} already exists: choose a new --out or delete it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    """Writes `state` and `cfg` to the directory `out` (which must not exist yet); returns its path.
+
+    Written through `swapjax.atomic.atomic_write`: `out` appears only when complete, with the permissions
+    the umask asks for. Raises `OutputError` for an unusable `out` or a full disk (nothing is left behind).
+    """
+    out = check_output(out)
+    with atomic_write(out, replace=False) as tmp:
+        tmp.mkdir()
         with ocp.Checkpointer(ocp.StandardCheckpointHandler()) as ckptr:
             ckptr.save(tmp / PARAMS_DIR, args=ocp.args.StandardSave(nnx.to_pure_dict(state)))
         meta = {"kind": kind, "config": _config_to_json(kind, cfg), "source": source}
         (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        tmp.rename(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return out
 
 

@@ -16,14 +16,17 @@ PyTorch -> swapjax layouts: Conv3d `[O, I, kt, kh, kw] -> [kt, kh, kw, I, O]`, C
 from __future__ import annotations
 
 import pathlib
+import warnings
 from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from swapjax.config import ConfigError, VAEConfig
-from swapjax.convert.checkpoint_io import CheckpointError, TensorReader, check_shapes, read_json_config
+from swapjax.config_error import ConfigError
+from swapjax.models.vae_config import VAEConfig
+from swapjax.convert.checkpoint_io import (CheckpointError, ConversionWarning, TensorReader, check_shapes,
+                                           config_from_json, is_finite, json_value, warn_nonfinite)
 from swapjax.models.vae import abstract_vae
 
 # diffusers residual-block child -> original Wan child
@@ -36,9 +39,10 @@ _PART_ORIGINAL = {"conv_in": "conv1", "norm_out": "head.0", "conv_out": "head.2"
 def vae_config_from_diffusers(config: dict, **overrides: Any) -> VAEConfig:
     """diffusers `AutoencoderKLWan` config.json dict -> `VAEConfig` (`overrides`: e.g. dtype="bfloat16").
 
-    Missing fields take diffusers' defaults (the Wan2.1 VAE); missing latent statistics for a `z_dim` other
-    than 16 become mean 0 / std 1."""
-    name = config.get("_class_name", "AutoencoderKLWan")
+    Missing fields take diffusers' defaults (the Wan2.1 VAE). Latent statistics that do not fit `z_dim` are
+    replaced by mean 0 / std 1, with a `ConversionWarning`: diffusers writes its 16-entry defaults for any
+    `z_dim` and never reads them. Missing statistics for a `z_dim` other than 16 are mean 0 / std 1 too."""
+    name = json_value(config, "_class_name", "str", "AutoencoderKLWan")
     if name != "AutoencoderKLWan":
         raise CheckpointError(f"VAE config is for {name!r}, not AutoencoderKLWan: pass the Wan VAE's directory "
                               "(the 'vae' folder of a Wan diffusers export)")
@@ -49,16 +53,27 @@ def vae_config_from_diffusers(config: dict, **overrides: Any) -> VAEConfig:
     if wan22:
         raise CheckpointError(f"VAE config sets Wan2.2-only options {wan22}: only the Wan2.1 VAE is supported; "
                               "use a Wan2.1 VAE checkpoint")
-    fields = dict(base_dim=config.get("base_dim", 96), z_dim=config.get("z_dim", 16),
-                  dim_mult=tuple(config.get("dim_mult", (1, 2, 4, 4))),
-                  num_res_blocks=config.get("num_res_blocks", 2),
-                  attn_scales=tuple(float(s) for s in config.get("attn_scales", ())),
-                  temperal_downsample=tuple(bool(t) for t in config.get("temperal_downsample", (False, True, True))))
+    z_dim = json_value(config, "z_dim", "int", 16)
+    fields = dict(base_dim=json_value(config, "base_dim", "int", 96), z_dim=z_dim,
+                  dim_mult=tuple(json_value(config, "dim_mult", "[int]", (1, 2, 4, 4))),
+                  num_res_blocks=json_value(config, "num_res_blocks", "int", 2),
+                  attn_scales=tuple(float(s) for s in json_value(config, "attn_scales", "[number]", ())),
+                  temperal_downsample=tuple(json_value(config, "temperal_downsample", "[bool]", (False, True, True))))
+    replaced = []
     for key, neutral in (("latents_mean", 0.0), ("latents_std", 1.0)):
-        if config.get(key) is not None:
-            fields[key] = tuple(float(v) for v in config[key])
-        elif fields["z_dim"] != 16:  # no statistics for a non-Wan latent width: leave latents unscaled
-            fields[key] = (neutral,) * fields["z_dim"]
+        values = json_value(config, key, "[number]", None)
+        if values is not None and len(values) != z_dim:
+            replaced.append(f"{len(values)}-entry {key}")
+            values = None
+        if values is not None:
+            fields[key] = tuple(float(v) for v in values)
+        elif z_dim != 16 or replaced:  # no statistics for this latent width: leave latents unscaled
+            fields[key] = (neutral,) * z_dim
+    if replaced:
+        warnings.warn(ConversionWarning(
+            f"VAE config has z_dim = {z_dim} but {' and '.join(replaced)} (diffusers writes its 16-channel "
+            f"defaults for any z_dim and never reads them): replaced by mean 0 / std 1 for the {z_dim} latent "
+            "channels"), stacklevel=2)
     fields.update(overrides)
     try:
         return VAEConfig(**fields)
@@ -138,7 +153,7 @@ def convert_vae(src: str | pathlib.Path, *, allow_pickle: bool = False,
     source = "given config"
     if config is None:
         json_path = (src if src.is_dir() else src.parent) / "config.json"
-        config = vae_config_from_diffusers(read_json_config(src)) if json_path.is_file() else VAEConfig()
+        config = config_from_json(src, vae_config_from_diffusers) if json_path.is_file() else VAEConfig()
         source = "config.json" if json_path.is_file() else "Wan2.1 defaults (no config.json; pass config=)"
     layout = _detect_layout(reader.keys())
 
@@ -153,9 +168,13 @@ def convert_vae(src: str | pathlib.Path, *, allow_pickle: bool = False,
 
     dtype = jnp.dtype(config.param_dtype)
     values: dict[tuple, Any] = {}
+    nonfinite = []
     for name, path in names.items():
-        array = _to_swapjax(np.asarray(reader.get(name)), len(flat[path].shape))
-        values[path] = jnp.asarray(array, dtype=dtype)
+        tensor = np.asarray(reader.get(name))
+        if not is_finite(tensor):
+            nonfinite.append(name)
+        values[path] = jnp.asarray(_to_swapjax(tensor, len(flat[path].shape)), dtype=dtype)
+    warn_nonfinite(nonfinite, f"VAE checkpoint {str(src)!r}")
     return config, _fill(abstract, values)
 
 
