@@ -15,7 +15,6 @@ import sys
 import time
 
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 import safetensors.numpy
 import torch

@@ -22,7 +22,6 @@ import dataclasses
 import pathlib
 from typing import Any, NamedTuple
 
-import ml_dtypes
 import numpy as np
 from flax import nnx
 
