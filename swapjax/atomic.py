@@ -90,16 +90,21 @@ def check_output(path: str | pathlib.Path, *, flag: str = "--out", replace: bool
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | pathlib.Path, *, replace: bool = True) -> Iterator[pathlib.Path]:
+def atomic_write(path: str | pathlib.Path, *, replace: bool = True, make_parents: bool = False
+                 ) -> Iterator[pathlib.Path]:
     """Yields a free temporary path next to `path` (same suffix); renames it to `path` when the block succeeds.
 
     The block writes a file there or creates a folder. An existing `path` is replaced only on success, or,
-    with `replace=False`, is an `OutputError`. See the module docstring for failures and signals.
+    with `replace=False`, is an `OutputError`. A missing parent folder is an `OutputError` unless
+    `make_parents` (then it is created, and removed again if the write fails). See the module docstring for
+    failures and signals.
     """
     path = pathlib.Path(path).absolute()
+    if not make_parents and not path.parent.is_dir():
+        raise OutputError(f"output directory {str(path.parent)!r} does not exist: create it first")
     tmp = path.with_name(f".{path.stem}.partial-{secrets.token_hex(4)}{path.suffix}")
     with _SigtermGuard() as guard:
-        created = _make_parents(path.parent)
+        created = _make_parents(path.parent) if make_parents else []
         try:
             yield tmp
             if not tmp.exists():

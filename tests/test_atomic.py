@@ -73,13 +73,20 @@ def test_folders_are_replaced_whole_or_refused(tmp_path):
     assert os.listdir(tmp_path) == ["out"]
 
 
+def test_a_missing_parent_is_refused_unless_asked_for(tmp_path):
+    with pytest.raises(OutputError, match=r"output directory '.*/a' does not exist: create it first"):
+        with atomic_write(tmp_path / "a" / "out") as tmp:
+            tmp.write_text("never")
+    assert os.listdir(tmp_path) == []
+
+
 def test_missing_parents_are_created_and_removed_again_on_failure(tmp_path):
     with pytest.raises(ValueError):
-        with atomic_write(tmp_path / "a" / "b" / "out") as tmp:
+        with atomic_write(tmp_path / "a" / "b" / "out", make_parents=True) as tmp:
             tmp.mkdir()
             raise ValueError("bad")
     assert os.listdir(tmp_path) == []
-    with atomic_write(tmp_path / "a" / "b" / "out") as tmp:
+    with atomic_write(tmp_path / "a" / "b" / "out", make_parents=True) as tmp:
         tmp.write_text("ok")
     assert (tmp_path / "a" / "b" / "out").read_text() == "ok"
 
@@ -89,7 +96,7 @@ def test_missing_parents_are_created_and_removed_again_on_failure(tmp_path):
                                    RuntimeError(f"tensorstore: write failed: {os.strerror(errno.ENOSPC)} [os error]")])
 def test_full_disk_cleans_up_and_says_so_in_one_line(tmp_path, error):
     with pytest.raises(OutputError) as info:
-        with atomic_write(tmp_path / "sub" / "out") as tmp:
+        with atomic_write(tmp_path / "sub" / "out", make_parents=True) as tmp:
             tmp.mkdir()
             (tmp / "half").write_bytes(b"x" * 100)
             raise error

@@ -76,7 +76,7 @@ def save_converted(out: str | pathlib.Path, kind: str, cfg: ModelConfig, state: 
     the umask asks for. Raises `OutputError` for an unusable `out` or a full disk (nothing is left behind).
     """
     out = check_output(out)
-    with atomic_write(out, replace=False) as tmp:
+    with atomic_write(out, replace=False, make_parents=True) as tmp:
         tmp.mkdir()
         with ocp.Checkpointer(ocp.StandardCheckpointHandler()) as ckptr:
             ckptr.save(tmp / PARAMS_DIR, args=ocp.args.StandardSave(nnx.to_pure_dict(state)))

@@ -188,7 +188,7 @@ def build_dataset(src: str | pathlib.Path, out_dir: str | pathlib.Path, *, max_r
     validate_splits(splits)
     # TFDS builds into <data_dir>/swap_clips/<version>: build in a scratch folder, move that version folder
     # into the atomic temporary, which becomes `final` only when complete.
-    with atomic_write(final) as tmp, scratch_dir(final.parent, "swap_clips") as scratch:
+    with atomic_write(final, make_parents=True) as tmp, scratch_dir(final.parent, "swap_clips") as scratch:
         builder = SwapClips(data_dir=str(scratch), src_dir=src, max_record_mib=max_record_mib)
         builder.download_and_prepare(download_dir=str(scratch / "downloads"))
         counts = {split: info.num_examples for split, info in builder.info.splits.items()}
