@@ -13,8 +13,8 @@ widened into that config's swap model (`swapjax.convert.swap`: base columns kept
 
 OUT is checked before anything is read, and written under a temporary name that becomes OUT only when complete.
 Bad input (a broken config.json or checkpoint, an unusable OUT, a full disk) exits with code 2 and one line
-naming the input and the fix; SIGTERM / Ctrl-C exit with 143 / 130 (128 + the signal) and one line. Either
-way nothing is left behind. Warnings (NaN/Inf weights, replaced VAE statistics) are one line each on stderr.
+naming the input and the fix; so do SIGTERM and Ctrl-C during the work (one line saying what was kept).
+Either way nothing is left behind. Warnings (NaN/Inf weights, replaced VAE statistics) are one line each on stderr.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import pathlib
-import signal
 import sys
 import warnings
 
@@ -146,14 +145,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 2
         except (Terminated, KeyboardInterrupt) as err:
-            stop, code = (("SIGTERM", err.code) if isinstance(err, Terminated)
-                          else ("Ctrl-C", 128 + signal.SIGINT))
+            stop = "SIGTERM" if isinstance(err, Terminated) else "Ctrl-C"
             out = pathlib.Path(args.out)
             left = (f"{str(out)!r} was already complete and is kept" if out.exists() else
                     f"nothing was written to {str(out)!r} (its temporary folder, if any, was removed)")
             print(f"error: stopped by {stop} while converting: {left}; run the command again to convert",
                   file=sys.stderr)
-            return code
+            return 2
     print(f"wrote {out}")
     return 0
 

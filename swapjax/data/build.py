@@ -4,8 +4,8 @@
 
 The folder layout is documented in `swapjax.data.tfds_builder`. The arguments and the output folder are
 checked first, then every input is decoded and checked; a bad one stops the build with a one-line error naming
-it (exit code 2) and leaves DIR as it was. A full disk while writing also exits 2, and SIGTERM or Ctrl-C exits
-128 + the signal number, each after removing what was written. Train with
+it (exit code 2) and leaves DIR as it was. A full disk, SIGTERM or Ctrl-C while writing also exits 2 with one
+line, after removing what was written. Train with
 `DataConfig(source="tfds", tfds_dir=DIR)`.
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import signal
 import sys
 import time
 
@@ -40,8 +39,8 @@ def check_max_record_mib(value: float) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs the CLI; returns the exit code (0 built, 2 bad input or full disk, 128 + signal number when
-    stopped; every failure is one line on stderr)."""
+    """Runs the CLI; returns the exit code (0 built; 2 for bad input, a full disk, or SIGTERM / Ctrl-C
+    while building; every failure is one line on stderr and leaves --out as it was)."""
     parser = _OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("--src", required=True, help="folder of videos + masks (+ keypoints)")
     parser.add_argument("--out", required=True, help="TFDS data dir; the dataset lands in OUT/swap_clips/1.0.0")
@@ -69,10 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except (Terminated, KeyboardInterrupt) as err:
-        stop, code = ("SIGTERM", err.code) if isinstance(err, Terminated) else ("Ctrl-C", 128 + signal.SIGINT)
+        stop = "SIGTERM" if isinstance(err, Terminated) else "Ctrl-C"
         print(f"error: stopped by {stop} while building the dataset: --out {args.out!r} was left as it was "
               "(the partial output was removed); run the command again to build", file=sys.stderr)
-        return code
+        return 2
     summary = ", ".join(f"{split}: {n} records" for split, n in sorted(counts.items()))
     print(f"built {tfds_builder.dataset_dir(args.out)} ({summary}) in {time.perf_counter() - start:.1f} s")
     return 0
