@@ -1,0 +1,155 @@
+"""The models `swapjax.sample` reads: a swap DiT and a Wan VAE, each a folder written by
+`swapjax.convert.saved.save_converted`, in one of two layouts.
+
+    CKPT/                       --checkpoint CKPT (one folder holding both; `save_sampling_checkpoint` writes it)
+      dit/                      kind "swap": swapjax_config.json + params/
+      vae/                      kind "vae":  swapjax_config.json + params/
+
+    DIT/ and VAE/               --checkpoint DIT --vae VAE (two converted folders, e.g. from python -m
+                                swapjax.convert --swap-config ... and python -m swapjax.convert --src .../vae)
+
+The run config (`--config`) is the authority on what the model is: before any parameter is read, the shapes
+its `DiTConfig` + `SwapConfig` and `VAEConfig` imply are compared with the checkpoint's, and one
+`CheckpointError` lists every parameter that differs with both shapes; architecture fields that change the
+numbers without changing a shape (eps, rope theta, latent statistics, ...) must agree too. Execution fields
+(dtypes, attention backend, remat) come from the run config; parameters are cast to its `param_dtype`.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from swapjax.atomic import atomic_write
+from swapjax.config import Config
+from swapjax.convert import saved
+from swapjax.convert.checkpoint_io import CheckpointError, check_shapes
+from swapjax.models.dit_config import DiTConfig
+from swapjax.models.execution import architecture
+from swapjax.models.swap import abstract_swap
+from swapjax.models.swap_config import SwapConfig
+from swapjax.models.vae import abstract_vae
+from swapjax.models.vae_config import VAEConfig
+
+DIT_DIR, VAE_DIR = "dit", "vae"
+
+
+class SamplingModels(NamedTuple):
+    """Graph definitions (static) and parameter states of the swap DiT and the VAE, with the run's configs."""
+
+    config: Config
+    dit_graph: nnx.GraphDef
+    dit_state: nnx.State
+    vae_graph: nnx.GraphDef
+    vae_state: nnx.State
+
+
+def resolve(checkpoint: str | pathlib.Path, vae: str | pathlib.Path | None = None) -> tuple[pathlib.Path, pathlib.Path]:
+    """(swap DiT folder, VAE folder) for the two layouts of the module docstring."""
+    root = pathlib.Path(checkpoint)
+    if not root.exists():
+        raise CheckpointError(f"checkpoint {str(root)!r} does not exist: pass the folder holding dit/ and vae/ "
+                              "(or a converted swap model with --vae)")
+    if vae is not None:
+        vae = pathlib.Path(vae)
+        if not (vae / saved.CONFIG_FILE).is_file():
+            raise CheckpointError(f"--vae {str(vae)!r} holds no {saved.CONFIG_FILE}: pass a VAE folder written by "
+                                  "python -m swapjax.convert")
+        return root, vae
+    if (root / saved.CONFIG_FILE).is_file():
+        raise CheckpointError(f"checkpoint {str(root)!r} is a single converted model: pass its VAE with --vae, or "
+                              f"a folder holding {DIT_DIR}/ and {VAE_DIR}/")
+    if not ((root / DIT_DIR / saved.CONFIG_FILE).is_file() and (root / VAE_DIR / saved.CONFIG_FILE).is_file()):
+        raise CheckpointError(f"checkpoint {str(root)!r} holds no {DIT_DIR}/ and {VAE_DIR}/ converted models: pass a "
+                              "folder written by save_sampling_checkpoint, or a swap model with --vae")
+    return root / DIT_DIR, root / VAE_DIR
+
+
+def _meta(folder: pathlib.Path, kind: str) -> Any:
+    meta_file = folder / saved.CONFIG_FILE
+    try:
+        meta = json.loads(meta_file.read_text())
+        found = meta["kind"]
+        fields = meta["config"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{str(meta_file)!r} cannot be read ({err}): re-run python -m swapjax.convert") from None
+    if found != kind:
+        raise CheckpointError(f"checkpoint {str(folder)!r} holds a {found!r} model, but a {kind!r} model belongs "
+                              "there: check which folder is which")
+    try:
+        if kind == "swap":  # {"dit": {DiTConfig fields}, "swap": {SwapConfig fields}} (see convert/saved.py)
+            return _dataclass(DiTConfig, fields["dit"]), _dataclass(SwapConfig, fields["swap"])
+        return _dataclass(VAEConfig, fields)
+    except (TypeError, ValueError, KeyError) as err:
+        raise CheckpointError(f"{str(meta_file)!r} holds an invalid {kind} config ({err}): re-run the conversion") \
+            from None
+
+
+def _dataclass(cls: type, fields: dict[str, Any]) -> Any:
+    """A config dataclass from its JSON fields (lists back to tuples)."""
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+
+
+def _shapes(state: nnx.State) -> dict[str, tuple[int, ...]]:
+    return {"/".join(str(k) for k in path): tuple(var.shape) for path, var in nnx.to_flat_state(state)}
+
+
+def _agree(what: str, run: dict[str, Any], found: dict[str, Any]) -> None:
+    diff = [f"{k}: config {run[k]!r}, checkpoint {found.get(k)!r}" for k in sorted(run) if run[k] != found.get(k)]
+    if diff:
+        raise CheckpointError(f"{what} was converted with other architecture values than the config "
+                              f"({'; '.join(diff)}): use the config the checkpoint was made with")
+
+
+def check_against_config(config: Config, dit: pathlib.Path, vae: pathlib.Path) -> None:
+    """Raises `CheckpointError` unless the two folders hold the models `config` describes (shapes, then values)."""
+    if config.swap is None:
+        raise CheckpointError(f"config {config.name!r} has no swap section: sample with a swap config such as "
+                              "configs/swap_tiny.py")
+    dit_cfg, swap_cfg = _meta(dit, "swap")
+    vae_cfg = _meta(vae, "vae")
+    check_shapes(_shapes(abstract_swap(config.dit, config.swap)[1]), _shapes(abstract_swap(dit_cfg, swap_cfg)[1]),
+                 what=f"swap model {str(dit)!r}")
+    check_shapes(_shapes(abstract_vae(config.vae)[1]), _shapes(abstract_vae(vae_cfg)[1]), what=f"VAE {str(vae)!r}")
+    _agree(f"swap model {str(dit)!r}", {**architecture(config.dit), **architecture(config.swap)},
+           {**architecture(dit_cfg), **architecture(swap_cfg)})
+    _agree(f"VAE {str(vae)!r}", architecture(config.vae), architecture(vae_cfg))
+
+
+def _cast(state: nnx.State, like: nnx.State) -> nnx.State:
+    """`state`'s values in the dtypes of `like` (an abstract state of the run config)."""
+    dtypes = {path: var.dtype for path, var in nnx.to_flat_state(like)}
+    for path, var in nnx.to_flat_state(state):
+        if var.get_value().dtype != dtypes[path]:
+            var.set_value(jnp.asarray(var.get_value(), dtypes[path]))
+    return state
+
+
+def load_models(config: Config, checkpoint: str | pathlib.Path, vae: str | pathlib.Path | None = None, *,
+                mesh: jax.sharding.Mesh | None = None) -> SamplingModels:
+    """Checks, then reads the swap DiT and the VAE for `config`; with `mesh`, parameters land sharded by the rules."""
+    dit_dir, vae_dir = resolve(checkpoint, vae)
+    check_against_config(config, dit_dir, vae_dir)
+    dit_graph, dit_like = abstract_swap(config.dit, config.swap)
+    vae_graph, vae_like = abstract_vae(config.vae)
+    _, _, dit_state = saved.load_converted(dit_dir, mesh=mesh)
+    _, _, vae_state = saved.load_converted(vae_dir, mesh=mesh)
+    return SamplingModels(config, dit_graph, _cast(dit_state, dit_like), vae_graph, _cast(vae_state, vae_like))
+
+
+def save_sampling_checkpoint(out: str | pathlib.Path, config: Config, dit_state: nnx.State, vae_state: nnx.State,
+                             *, source: str = "") -> pathlib.Path:
+    """Writes `out/dit` and `out/vae` (the one-folder layout) atomically; `out` must not exist."""
+    out = pathlib.Path(out).absolute()
+    if out.exists():
+        raise CheckpointError(f"checkpoint output {str(out)!r} already exists: choose a new path or delete it")
+    with atomic_write(out) as tmp:
+        tmp.mkdir()
+        saved.save_converted(tmp / DIT_DIR, "swap", (config.dit, config.swap), dit_state, source=source)
+        saved.save_converted(tmp / VAE_DIR, "vae", config.vae, vae_state, source=source)
+    return out

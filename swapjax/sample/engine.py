@@ -1,0 +1,180 @@
+"""The model side of sampling: VAE encode/decode in chunks, the per-video prefix caches of every guidance branch,
+and the one compiled sampling step (docs/design.md, "Sampling").
+
+    engine = Engine(models, sample_cfg)                       # once per run: jitted functions live here
+    frames = engine.generate(window, key, scales)             # one window of one video -> pixels [L, H, W, 3]
+
+One `Engine` serves every video and every window of a run. Its step is jitted once per shape with the sampler
+config and the model structure static and everything else traced (parameters, the prefix cache, the sample, the
+solver history, the step index, the schedule, the guidance scales, and the per-video fused parts), so a new
+step, window, video of the same shape or guidance value reuses the compiled step; `traces` counts how often
+each function was traced. Guidance branches run as one batch: `[conditional; null]`, or with a separate text
+scale `[null; reference only; reference + text]` (`swapjax.flow.cfg_velocity` / `two_branch_velocity`).
+Null inputs are a zero reference latent (the anchor kept) and zero text embeddings.
+
+Under a mesh (`with jax.set_mesh(mesh):` in the entry point, parameters placed by `swapjax.parallel` rules)
+the model's activation constraints shard the video tokens over `sequence` and gather keys/values, so the same
+code runs sequence-parallel.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+from tqdm.auto import tqdm
+
+from swapjax import flow
+from swapjax.models import vae as vae_lib
+from swapjax.models.conditioning import agnostic_video, fuse_video_inputs, pack_mask, prefix_inputs
+from swapjax.models.conditions import PoseInputs
+from swapjax.models.swap import PrefixCache, SwapInputs, null_prefix, swap_prefix_cache, swap_video_step
+from swapjax.parallel import state_shardings
+from swapjax.sample.checkpoint import SamplingModels
+from swapjax.sample.config import SampleConfig
+
+
+class WindowInputs(NamedTuple):
+    """One window at model resolution (numpy, no batch axis); `length` frames, 1 mod 4."""
+
+    pixels: np.ndarray  # float32 [L, H, W, 3] in [-1, 1]
+    mask: np.ndarray  # float32 [L, H, W] {0, 1}: the region to regenerate (inference mask)
+    condition: np.ndarray | None  # float32 [L, H, W, 3] in [-1, 1] rendered pose / landmarks
+    reference: jax.Array  # [1, 1, h, w, z] normalised reference latent (`Engine.encode_image`)
+    anchor: np.ndarray | None  # float32 [H, W, 3]: the previous window's last frame; None for the first
+    text: np.ndarray | None  # float32 [Lt, text_dim]
+    conditions: dict[str, Any] | None = None  # more condition inputs for this window (batch 1), e.g. "points"
+
+
+class Engine:
+    """Jitted model functions shared by every video of a run (see the module docstring)."""
+
+    def __init__(self, models: SamplingModels, cfg: SampleConfig, *, mesh: jax.sharding.Mesh | None = None):
+        self.cfg = cfg
+        self.dit_cfg, self.swap, self.vae_cfg = models.config.dit, models.config.swap, models.config.vae
+        self.dit_graph, self.vae_graph = models.dit_graph, models.vae_graph
+        self.dit_state, self.vae_state = models.dit_state, models.vae_state
+        if mesh is not None:
+            self.dit_state = jax.device_put(self.dit_state, state_shardings(self.dit_state, mesh))
+            self.vae_state = jax.device_put(self.vae_state, state_shardings(self.vae_state, mesh))
+        sigmas, times = flow.schedule(cfg.sampler)
+        self.sigmas, self.times = jnp.asarray(sigmas), jnp.asarray(times)  # [N + 1], [N]
+        self.traces: collections.Counter = collections.Counter()  # traces per jitted function
+        self.calls: collections.Counter = collections.Counter()  # calls per jitted function
+        self.prefix_fn = jax.jit(self._prefix, static_argnames="fused_shape")
+        self.step_fn = jax.jit(self._step)
+        self.last_step_args: Any = None  # abstract arguments of the last step call (for memory analysis)
+
+    # ------------------------------------------------------------------------------------- VAE
+    def _bar(self, iterable, desc: str, total: int):
+        return tqdm(iterable, desc=desc, total=total, leave=False, disable=not self.cfg.progress)
+
+    def encode(self, video: Float[Array, "b F H W 3"], desc: str = "encode") -> jax.Array:
+        """Pixels `[B, F, H, W, 3]` in [-1, 1] -> normalised latents `[B, f, h, w, z]` (the posterior mean)."""
+        chunk = self.cfg.encode_chunk_frames
+        total = 1 + -(-(video.shape[1] - 1) // chunk)
+        means = [m for m, _ in self._bar(vae_lib.encode_chunks(self.vae_graph, self.vae_state, video,
+                                                               chunk_frames=chunk), desc, total)]
+        return vae_lib.normalize_latents(jnp.concatenate(means, axis=1), self.vae_cfg)
+
+    def encode_image(self, image: Float[Array, "H W 3"]) -> jax.Array:
+        """One frame `[H, W, 3]` in [-1, 1] -> normalised latent `[1, 1, h, w, z]`."""
+        return self.encode(np.asarray(image, np.float32)[None, None], desc="encode image")
+
+    def decode(self, z: Float[Array, "b f h w z"]) -> np.ndarray:
+        """Normalised latents `[B, f, h, w, z]` -> float32 numpy pixels `[B, F, H, W, 3]` in [-1, 1]."""
+        chunk = self.cfg.decode_chunk_latents
+        raw = vae_lib.denormalize_latents(z, self.vae_cfg)
+        total = 1 + -(-(z.shape[1] - 1) // chunk)
+        parts = [np.asarray(x) for x in self._bar(vae_lib.decode_chunks(self.vae_graph, self.vae_state, raw,
+                                                                        chunk_latents=chunk), "decode", total)]
+        return np.concatenate(parts, axis=1)
+
+    # ---------------------------------------------------------------------------------- the DiT
+    def _prefix(self, state, prefix: jax.Array | None, context: jax.Array, conditions: dict[str, Any], *,
+                fused_shape: tuple[int, ...]) -> PrefixCache:
+        """Once per window: every branch's prefix K/V and every condition's per-video features."""
+        self.traces["prefix"] += 1
+        branches = context.shape[0]
+        repeat = lambda a: jnp.repeat(a, branches, axis=0)  # noqa: E731  (the same conditions in every branch)
+        inputs = SwapInputs(fused=jnp.zeros((branches, *fused_shape[1:]), jnp.float32),  # only its shape is read
+                            t=jnp.zeros((branches,), jnp.float32), context=context, prefix=prefix,
+                            conditions=jax.tree.map(repeat, conditions) or None)
+        return swap_prefix_cache(self.dit_graph, state, inputs)
+
+    def _step(self, state, cache: PrefixCache, x: jax.Array, solver_state: Any, i: jax.Array, sigmas: jax.Array,
+              times: jax.Array, scales: jax.Array, parts: dict[str, jax.Array | None]) -> tuple[jax.Array, Any]:
+        """One sampler step for one video: every guidance branch in one batched model call."""
+        self.traces["step"] += 1
+        branches = cache.text.shape[0]
+        fused = fuse_video_inputs(x, parts["mask"], parts["agnostic"], parts["condition"],
+                                  condition_channels=self.swap.condition_channels)  # [1, f, h, w, C_in]
+        t = jnp.full((branches,), times[i], jnp.float32)  # [nb]
+        v = swap_video_step(self.dit_graph, state, cache, jnp.repeat(fused, branches, axis=0), t)  # [nb, f, h, w, z]
+        if branches == 2:
+            v = flow.cfg_velocity(v[:1], v[1:], scales[0])
+        else:
+            v = flow.two_branch_velocity(v[:1], v[1:2], v[2:], scales[0], scales[1])
+        return flow.solver_step(self.cfg.solver, solver_state, x, v, i, sigmas)
+
+    def _branches(self, z_ref: jax.Array, z_anchor: jax.Array | None, text: np.ndarray | None
+                  ) -> tuple[jax.Array | None, np.ndarray]:
+        """(prefix frames `[nb, P, h, w, C_in]` or None, text contexts `[nb, Lt, text_dim]`) of the branches."""
+        swap = self.swap
+        present = jnp.array([z_anchor is not None])
+        z_a = jnp.zeros_like(z_ref) if z_anchor is None else z_anchor
+        context = np.zeros((1, self.cfg.text_len, self.dit_cfg.text_dim), np.float32)
+        if text is not None:
+            n = min(len(text), self.cfg.text_len)
+            context[0, :n] = text[:n]  # zero-padded or cut to text_len
+        null_context = np.zeros_like(context)
+        prefix = null = None
+        if swap.num_prefix_frames:
+            kw = dict(mask_channels=swap.frames_per_latent, condition_channels=swap.condition_channels)
+            prefix = prefix_inputs(z_ref if swap.reference else None, z_a if swap.anchor else None, present, **kw)
+            null = null_prefix(z_ref, swap, z_a, present)
+        if self.cfg.num_branches == 2:
+            order = [(prefix, context), (null, null_context)]
+        else:
+            order = [(null, null_context), (prefix, null_context), (prefix, context)]
+        prefixes = None if prefix is None else jnp.concatenate([p for p, _ in order], axis=0)
+        return prefixes, np.concatenate([c for _, c in order], axis=0)
+
+    def generate(self, window: WindowInputs, key: jax.Array, scales: jax.Array) -> np.ndarray:
+        """Samples one window: float32 numpy pixels `[L, H, W, 3]` in [-1, 1] (before the composite)."""
+        pixels = window.pixels[None]  # [1, L, H, W, 3]
+        mask = window.mask[None]  # [1, L, H, W]
+        z_agnostic = self.encode(agnostic_video(pixels, mask), "encode video")
+        z_condition = None if window.condition is None else self.encode(window.condition[None], "encode condition")
+        z_anchor = None
+        if self.swap.anchor and window.anchor is not None:
+            z_anchor = self.encode_image(window.anchor)
+        prefixes, contexts = self._branches(window.reference, z_anchor, window.text)
+        conditions = dict(window.conditions or {})
+        if self.swap.pose_attention and z_condition is not None:
+            conditions["pose"] = PoseInputs(latent=z_condition)
+        fused_shape = (*z_agnostic.shape[:4], self.dit_cfg.in_channels)
+        cache = self.prefix_fn(self.dit_state, prefixes, contexts, conditions, fused_shape=fused_shape)
+        self.calls["prefix"] += 1
+        parts = {"mask": pack_mask(mask, frames_per_latent=self.swap.frames_per_latent,
+                                   pixels_per_latent=self.swap.pixels_per_latent),
+                 "agnostic": z_agnostic, "condition": z_condition}
+        x = jax.random.normal(key, z_agnostic.shape, jnp.float32)  # [1, f, h, w, z] pure noise at sigma = 1
+        solver_state = flow.init_state(self.cfg.solver, x)
+        scales = jnp.asarray(scales, jnp.float32)
+        for i in self._bar(range(self.cfg.num_steps), "steps", self.cfg.num_steps):
+            args = (self.dit_state, cache, x, solver_state, jnp.int32(i), self.sigmas, self.times, scales, parts)
+            x, solver_state = self.step_fn(*args)
+            self.calls["step"] += 1
+        self.last_step_args = jax.tree.map(
+            lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a), sharding=getattr(a, "sharding", None)),
+            args)
+        return self.decode(x)[0]
+
+    def step_memory(self) -> Any:
+        """`memory_analysis()` of the step compiled for the last call's argument shapes."""
+        return self.step_fn.lower(*self.last_step_args).compile().memory_analysis()
