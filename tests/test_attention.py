@@ -61,12 +61,24 @@ def test_splash_equals_xla_unaligned_lengths():
 
 
 def test_splash_equals_xla_with_per_batch_mask():
+    """A static (numpy) mask that differs per sample: splash builds one NumpyMask per (sample, head)."""
     q, k, v = _qkv(2, 40, 150, 2, 16, seed=3)
     mask = np.random.default_rng(1).random((2, 1, 40, 150)) < 0.5
     mask[..., 0] = True
     ref = attention(q, k, v, backend="xla", mask=mask)
-    out = jax.jit(lambda q, k, v, m: attention(q, k, v, backend="splash", mask=m))(q, k, v, jnp.asarray(mask))
+    out = jax.jit(lambda q, k, v: attention(q, k, v, backend="splash", mask=mask))(q, k, v)
     np.testing.assert_allclose(out, ref, atol=1e-5, rtol=0)
+
+
+def test_splash_refuses_a_traced_mask():
+    """Splash plans its blocks from the mask before tracing: a mask only known inside jit gets a clear error (xla
+    takes it)."""
+    q, k, v = _qkv(1, 8, 8, 1, 8, seed=4)
+    mask = jnp.asarray(np.tril(np.ones((8, 8), bool)))
+    with pytest.raises(ValueError, match="'splash' takes a static mask .* traced array: build it with numpy"):
+        jax.jit(lambda q, k, v, m: attention(q, k, v, backend="splash", mask=m))(q, k, v, mask)
+    out = jax.jit(lambda q, k, v, m: attention(q, k, v, backend="xla", mask=m))(q, k, v, mask)
+    np.testing.assert_allclose(out, _reference(q, k, v, np.asarray(mask)), atol=1e-5)
 
 
 def test_backend_errors():

@@ -7,11 +7,13 @@ boolean mask broadcastable to `[B, N, Tq, Tk]` (True = attend). Backends:
 - `"cudnn"`: the cuDNN fused kernel (CUDA GPUs only). cuDNN computes in fp16/bf16, so float32 inputs are
   cast to bfloat16 for the kernel and the result is cast back (bf16 tolerance).
 - `"splash"`: Pallas splash attention, compiled on TPU and run in interpret mode on CPU (slow; for tests).
-  Sequences are padded to the kernel's block size; padded keys are excluded through segment ids.
+  Sequences are padded to the kernel's block size; padded keys are excluded through segment ids. Splash
+  plans its work from the mask before tracing, so it takes only a static mask (numpy, known at trace time),
+  given to the kernel as one `NumpyMask` per head (per sample and head when the mask differs per sample).
 
 `one_way_attention` is the reference-prefix pattern (a prefix that reads only itself, followed by tokens that
 read everything) as two calls of `attention`, so it runs on every backend; `one_way_mask` is the same rule as a
-dense boolean mask, for checking.
+dense boolean mask (static), for checking.
 """
 
 from __future__ import annotations
@@ -39,14 +41,14 @@ def attention(q: Float[Array, "b tq n h"], k: Float[Array, "b tk n h"], v: Float
     if k.shape != v.shape or q.shape[0] != k.shape[0] or q.shape[2:] != k.shape[2:]:
         raise ValueError(f"attention: incompatible shapes q {q.shape}, k {k.shape}, v {v.shape}: need "
                          "q [B, Tq, N, H] and k, v [B, Tk, N, H]")
-    if mask is not None:
-        mask = _as_4d_mask(mask, q.shape[0], q.shape[2], q.shape[1], k.shape[1])
+    shape = None if mask is None else _mask_shape(mask, q.shape[0], q.shape[2], q.shape[1], k.shape[1])
     if backend == "xla":
+        mask = None if mask is None else jnp.asarray(mask, dtype=bool).reshape(shape)
         return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation="xla")
     if backend == "cudnn":
-        return _cudnn(q, k, v, mask)
+        return _cudnn(q, k, v, None if mask is None else jnp.asarray(mask, dtype=bool).reshape(shape))
     if backend == "splash":
-        return _splash(q, k, v, mask)
+        return _splash(q, k, v, None if mask is None else _static_mask(mask).reshape(shape))
     raise ValueError(f"attention backend {backend!r} is unknown: use one of {BACKENDS}")
 
 
@@ -72,8 +74,8 @@ def one_way_mask(prefix_len: int, tq: int, tk: int) -> np.ndarray:
     return mask
 
 
-def _as_4d_mask(mask, b: int, n: int, tq: int, tk: int) -> jax.Array:
-    """Boolean mask of rank <= 4 -> rank 4, checked to broadcast to `[B, N, Tq, Tk]`."""
+def _mask_shape(mask, b: int, n: int, tq: int, tk: int) -> tuple[int, int, int, int]:
+    """The rank-4 shape of a boolean mask of rank <= 4, checked to broadcast to `[B, N, Tq, Tk]`."""
     if mask.ndim > 4:
         raise ValueError(f"attention mask has rank {mask.ndim}: it must broadcast to [B, N, Tq, Tk]")
     shape = (1,) * (4 - mask.ndim) + tuple(mask.shape)
@@ -81,7 +83,17 @@ def _as_4d_mask(mask, b: int, n: int, tq: int, tk: int) -> jax.Array:
         if got not in (1, want):
             raise ValueError(f"attention mask shape {tuple(mask.shape)} does not broadcast to "
                              f"[B, N, Tq, Tk] = {(b, n, tq, tk)}")
-    return jnp.asarray(mask, dtype=bool).reshape(shape)
+    return shape
+
+
+def _static_mask(mask) -> np.ndarray:
+    """A mask known at trace time as a numpy bool array; a traced mask is refused (splash plans from it)."""
+    try:
+        return np.asarray(mask, dtype=bool)
+    except jax.errors.TracerArrayConversionError:
+        raise ValueError("attention backend 'splash' takes a static mask (a numpy array known when the function is "
+                         "traced), but this mask is a traced array: build it with numpy outside jit (or close over "
+                         "it), or use backend 'xla'") from None
 
 
 def _cudnn(q, k, v, mask):
@@ -130,26 +142,20 @@ def _splash(q, k, v, mask):
     if mask is None:
         kernel = make(splash.MultiHeadMask([splash.FullMask((tq_pad, tk_pad))] * n))
         out = jax.vmap(kernel, in_axes=(0, 0, 0, None))(q, k, v, segments)
-    else:
-        # Padded query rows attend everywhere (their output is dropped); padded key columns are cut by segments.
-        # A dynamic mask cannot be vmapped into the kernel, so batch is folded into the head axis instead.
-        mask = jnp.broadcast_to(mask, (b, n, tq, tk))
-        mask = jnp.pad(mask, ((0, 0), (0, 0), (0, tq_pad - tq), (0, tk_pad - tk)), constant_values=True)
-        kernel = _dynamic_kernel(make, mask.reshape(b * n, tq_pad, tk_pad))  # mask [B*N, Tq', Tk']
+    elif mask.shape[0] == 1:  # one mask for every sample: one NumpyMask per head, the kernel vmapped over batch
+        kernel = make(splash.MultiHeadMask([splash.NumpyMask(m) for m in _pad_mask(mask, n, tq_pad, tk_pad)[0]]))
+        out = jax.vmap(kernel, in_axes=(0, 0, 0, None))(q, k, v, segments)
+    else:  # a mask per sample: batch folded into the head axis, one NumpyMask per (sample, head)
+        masks = _pad_mask(mask, n, tq_pad, tk_pad).reshape(b * n, tq_pad, tk_pad)  # [B*N, Tq', Tk']
+        kernel = make(splash.MultiHeadMask([splash.NumpyMask(m) for m in masks]))
         fold = lambda x: x.reshape(b * n, *x.shape[2:])  # [B*N, T', H]
         out = kernel(fold(q), fold(k), fold(v), segment_ids=segments).reshape(b, n, tq_pad, h)
     return out[:, :, :tq].transpose(0, 2, 1, 3)  # [B, Tq, N, H]
 
 
-def _dynamic_kernel(make, mask: jax.Array):
-    """Splash kernel for a traced mask.
-
-    `make_splash_mha` maps `jnp.array` over its mask info, which turns the Python flag `is_dynamic_mask` into
-    an array; under `jit` that flag is then a tracer the kernel cannot branch on. Put the Python bool back.
-    """
-    kernel = make(mask)
-    fix = lambda info: None if info is None else info._replace(is_dynamic_mask=True)
-    kernel.fwd_mask_info = fix(kernel.fwd_mask_info)
-    kernel.dq_mask_info = fix(kernel.dq_mask_info)
-    kernel.dkv_mask_info = fix(kernel.dkv_mask_info)
-    return kernel
+def _pad_mask(mask: np.ndarray, n: int, tq_pad: int, tk_pad: int) -> np.ndarray:
+    """Static `[B|1, N|1, Tq, Tk]` mask -> `[B|1, N, Tq', Tk']`. Padded query rows attend everywhere (their output
+    is dropped); padded key columns are cut by the segment ids."""
+    mask = np.broadcast_to(mask, (mask.shape[0], n, *mask.shape[2:]))
+    pad = ((0, 0), (0, 0), (0, tq_pad - mask.shape[2]), (0, tk_pad - mask.shape[3]))
+    return np.pad(mask, pad, constant_values=True)
