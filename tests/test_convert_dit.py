@@ -66,7 +66,7 @@ def test_original_layout_converts_to_the_same_params(tmp_path):
     (tmp_path / "original").mkdir()
     safetensors.numpy.save_file(original, tmp_path / "original" / "wan.safetensors")
     # No config.json (the original I2V config cannot express a tiny image_dim): the config is given.
-    cfg2, state = convert_dit(tmp_path / "original" / "wan.safetensors", config=cfg)
+    cfg2, state = convert_dit(tmp_path / "original" / "wan.safetensors", cfg=cfg)
     assert cfg2 == cfg
     _assert_same_state(state, expected)
 
@@ -111,7 +111,7 @@ def test_config_that_does_not_match_the_checkpoint_lists_the_layers(tmp_path):
     model = build_reference(seed=6, **T2V)
     cfg = dit_config_from_diffusers(dict(T2V, num_layers=3, ffn_dim=48))
     with pytest.raises(CheckpointError, match=r"blocks\.2\.attn1\.to_q\.weight: missing") as info:
-        convert_dit(save_reference(model, tmp_path), config=cfg)
+        convert_dit(save_reference(model, tmp_path), cfg=cfg)
     assert "blocks.0.ffn.net.0.proj.weight: config expects (48, 32), checkpoint has (64, 32)" in str(info.value)
 
 

@@ -80,13 +80,13 @@ def test_original_layout_gives_the_same_params(reference, tmp_path, fmt):
     if fmt == "safetensors":
         src = tmp_path / "Wan2.1_VAE.safetensors"
         save_file(original, str(src))
-        got_cfg, got = convert_vae(src, config=cfg)
+        got_cfg, got = convert_vae(src, cfg=cfg)
     else:
         src = tmp_path / "Wan2.1_VAE.pth"
         torch.save({k: torch.from_numpy(v) for k, v in original.items()}, src)
         with pytest.raises(CheckpointError, match="allow_pickle"):
-            convert_vae(src, config=cfg)
-        got_cfg, got = convert_vae(src, config=cfg, allow_pickle=True)
+            convert_vae(src, cfg=cfg)
+        got_cfg, got = convert_vae(src, cfg=cfg, allow_pickle=True)
     assert got_cfg == cfg
     want_flat, got_flat = _flat(want), _flat(got)
     assert want_flat.keys() == got_flat.keys()
@@ -115,7 +115,7 @@ def test_original_file_without_config_uses_wan21_defaults(reference, tmp_path):
     _, state_dict = reference
     cfg = vae_config_from_diffusers(dict(WAN21_TINY))
     save_file({original_name(k, cfg): v for k, v in state_dict.items()}, str(tmp_path / "vae.safetensors"))
-    with pytest.raises(CheckpointError, match=r"Wan2.1 defaults .*pass config="):
+    with pytest.raises(CheckpointError, match=r"Wan2.1 defaults .*pass cfg="):
         convert_vae(tmp_path / "vae.safetensors")  # tiny tensors vs the 127M-parameter default config
 
 
@@ -142,7 +142,7 @@ def test_bf16_checkpoint_loads_into_float32_params(tmp_path):
 
 def test_bfloat16_params_from_config(reference):
     path, _ = reference
-    cfg, state = convert_vae(path, config=vae_config_from_diffusers(dict(WAN21_TINY), param_dtype="bfloat16"))
+    cfg, state = convert_vae(path, cfg=vae_config_from_diffusers(dict(WAN21_TINY), param_dtype="bfloat16"))
     assert cfg.param_dtype == "bfloat16"
     assert all(leaf.dtype == jax.numpy.bfloat16 for leaf in jax.tree.leaves(state))
 

@@ -195,21 +195,21 @@ def _checkpoint_names(reader: TensorReader, table: list[Entry]) -> tuple[str, di
     return layout, raw
 
 
-def convert_dit(src: str | pathlib.Path, *, config: DiTConfig | None = None, dtype: str | None = None,
+def convert_dit(src: str | pathlib.Path, *, cfg: DiTConfig | None = None, dtype: str | None = None,
                 allow_pickle: bool = False) -> tuple[DiTConfig, nnx.State]:
     """Reads a Wan2.1 transformer checkpoint into `(DiTConfig, state)` for `WanDiT`.
 
     `src`: a diffusers transformer directory (config.json + safetensors shards), an original Wan2.1 directory
-    or file. `config`: overrides the config.json (required when there is none). `dtype`: parameter dtype of
+    or file. `cfg`: overrides the config.json (required when there is none). `dtype`: parameter dtype of
     the result (default: the config's `param_dtype`). Leaves of the returned state are numpy arrays.
     """
     reader = TensorReader(src, allow_pickle=allow_pickle)
-    if config is None:
-        config = config_from_json(src, dit_config_from_json)
+    if cfg is None:
+        cfg = config_from_json(src, dit_config_from_json)
     if dtype is not None:
-        config = dataclasses.replace(config, param_dtype=dtype)
-    _, state = abstract_dit(config)
-    table = param_table(config)
+        cfg = dataclasses.replace(cfg, param_dtype=dtype)
+    _, state = abstract_dit(cfg)
+    table = param_table(cfg)
     targets = dict(nnx.to_flat_state(state))
     if set(targets) != {e.path for e in table}:  # the table and the model must describe the same parameters
         raise CheckpointError(f"internal: converter table and WanDiT disagree on {set(targets) ^ {e.path for e in table}}")
@@ -223,7 +223,7 @@ def convert_dit(src: str | pathlib.Path, *, config: DiTConfig | None = None, dty
         expected[getattr(e, layout)] = checkpoint_shape(tuple(shape), e.kind)
     check_shapes(expected, found, what=f"Wan transformer checkpoint {str(src)!r} ({layout} layout)")
 
-    np_dtype = np.dtype(DTYPES[config.param_dtype])
+    np_dtype = np.dtype(DTYPES[cfg.param_dtype])
     buffers = {path: np.empty(var.shape, np_dtype) for path, var in targets.items()}
     nonfinite = []
     for e in table:  # one tensor in memory at a time
@@ -238,4 +238,4 @@ def convert_dit(src: str | pathlib.Path, *, config: DiTConfig | None = None, dty
     warn_nonfinite(nonfinite, f"Wan transformer checkpoint {str(src)!r}")
     for path, var in targets.items():
         var.set_value(buffers[path])
-    return config, state
+    return cfg, state

@@ -95,7 +95,7 @@ def convert_swap(src: str | pathlib.Path, config: Config, *, key: jax.Array | No
     if config.swap is None:
         raise ConfigError(f"config {config.name!r} has no swap section: use a configs/swap_*.py config")
     base_cfg = _base_config(src, config.dit, allow_pickle)
-    base_cfg, base_state = convert_dit(src, config=base_cfg, allow_pickle=allow_pickle)
+    base_cfg, base_state = convert_dit(src, cfg=base_cfg, allow_pickle=allow_pickle)
     key = jax.random.key(config.seed) if key is None else key
     return config.dit, swap_state_from_base(base_cfg, base_state, config.dit, config.swap, key)
 

@@ -19,7 +19,6 @@ import pathlib
 import warnings
 from typing import Any
 
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -27,6 +26,7 @@ from swapjax.config_error import ConfigError
 from swapjax.models.vae_config import VAEConfig
 from swapjax.convert.checkpoint_io import (CheckpointError, ConversionWarning, TensorReader, check_shapes,
                                            config_from_json, is_finite, json_value, warn_nonfinite)
+from swapjax.models.layers import DTYPES
 from swapjax.models.vae import abstract_vae
 
 # diffusers residual-block child -> original Wan child
@@ -36,32 +36,32 @@ _TOP_ORIGINAL = {"quant_conv": "conv1", "post_quant_conv": "conv2"}
 _PART_ORIGINAL = {"conv_in": "conv1", "norm_out": "head.0", "conv_out": "head.2"}
 
 
-def vae_config_from_diffusers(config: dict, **overrides: Any) -> VAEConfig:
+def vae_config_from_diffusers(d: dict, **overrides: Any) -> VAEConfig:
     """diffusers `AutoencoderKLWan` config.json dict -> `VAEConfig` (`overrides`: e.g. dtype="bfloat16").
 
     Missing fields take diffusers' defaults (the Wan2.1 VAE). Latent statistics that do not fit `z_dim` are
     replaced by mean 0 / std 1, with a `ConversionWarning`: diffusers writes its 16-entry defaults for any
     `z_dim` and never reads them. Missing statistics for a `z_dim` other than 16 are mean 0 / std 1 too."""
-    name = json_value(config, "_class_name", "str", "AutoencoderKLWan")
+    name = json_value(d, "_class_name", "str", "AutoencoderKLWan")
     if name != "AutoencoderKLWan":
         raise CheckpointError(f"VAE config is for {name!r}, not AutoencoderKLWan: pass the Wan VAE's directory "
                               "(the 'vae' folder of a Wan diffusers export)")
-    wan22 = [k for k in ("is_residual", "patch_size") if config.get(k)]
-    if config.get("decoder_base_dim") not in (None, config.get("base_dim", 96)):
+    wan22 = [k for k in ("is_residual", "patch_size") if d.get(k)]
+    if d.get("decoder_base_dim") not in (None, d.get("base_dim", 96)):
         wan22.append("decoder_base_dim")
-    wan22 += [k for k in ("in_channels", "out_channels") if config.get(k, 3) != 3]
+    wan22 += [k for k in ("in_channels", "out_channels") if d.get(k, 3) != 3]
     if wan22:
         raise CheckpointError(f"VAE config sets Wan2.2-only options {wan22}: only the Wan2.1 VAE is supported; "
                               "use a Wan2.1 VAE checkpoint")
-    z_dim = json_value(config, "z_dim", "int", 16)
-    fields = dict(base_dim=json_value(config, "base_dim", "int", 96), z_dim=z_dim,
-                  dim_mult=tuple(json_value(config, "dim_mult", "[int]", (1, 2, 4, 4))),
-                  num_res_blocks=json_value(config, "num_res_blocks", "int", 2),
-                  attn_scales=tuple(float(s) for s in json_value(config, "attn_scales", "[number]", ())),
-                  temperal_downsample=tuple(json_value(config, "temperal_downsample", "[bool]", (False, True, True))))
+    z_dim = json_value(d, "z_dim", "int", 16)
+    fields = dict(base_dim=json_value(d, "base_dim", "int", 96), z_dim=z_dim,
+                  dim_mult=tuple(json_value(d, "dim_mult", "[int]", (1, 2, 4, 4))),
+                  num_res_blocks=json_value(d, "num_res_blocks", "int", 2),
+                  attn_scales=tuple(float(s) for s in json_value(d, "attn_scales", "[number]", ())),
+                  temperal_downsample=tuple(json_value(d, "temperal_downsample", "[bool]", (False, True, True))))
     replaced = []
     for key, neutral in (("latents_mean", 0.0), ("latents_std", 1.0)):
-        values = json_value(config, key, "[number]", None)
+        values = json_value(d, key, "[number]", None)
         if values is not None and len(values) != z_dim:
             replaced.append(f"{len(values)}-entry {key}")
             values = None
@@ -140,42 +140,42 @@ def _detect_layout(names: list[str]) -> str:
 
 
 def convert_vae(src: str | pathlib.Path, *, allow_pickle: bool = False,
-                config: VAEConfig | None = None) -> tuple[VAEConfig, nnx.State]:
+                cfg: VAEConfig | None = None) -> tuple[VAEConfig, nnx.State]:
     """Reads a Wan2.1 VAE checkpoint (diffusers directory, or an original-layout `.pth` / `.safetensors`).
 
-    The config comes from `config` if given, else from `config.json` in/next to `src`, else the Wan2.1
-    defaults (`VAEConfig()`). Returns the config and an `nnx.State` for `WanVAE(config)` in
-    `config.param_dtype`, carrying the logical-axis annotations. Raises `CheckpointError` listing every
-    mismatched parameter when the checkpoint does not fit the config.
+    The config comes from `cfg` if given, else from `config.json` in/next to `src`, else the Wan2.1
+    defaults (`VAEConfig()`). Returns the config and an `nnx.State` for `WanVAE(cfg)` in `cfg.param_dtype`
+    with numpy leaves (as `convert_dit`), carrying the logical-axis annotations. Raises `CheckpointError`
+    listing every mismatched parameter when the checkpoint does not fit the config.
     """
     src = pathlib.Path(src)
     reader = TensorReader(src, allow_pickle=allow_pickle)
     source = "given config"
-    if config is None:
+    if cfg is None:
         json_path = (src if src.is_dir() else src.parent) / "config.json"
-        config = config_from_json(src, vae_config_from_diffusers) if json_path.is_file() else VAEConfig()
-        source = "config.json" if json_path.is_file() else "Wan2.1 defaults (no config.json; pass config=)"
+        cfg = config_from_json(src, vae_config_from_diffusers) if json_path.is_file() else VAEConfig()
+        source = "config.json" if json_path.is_file() else "Wan2.1 defaults (no config.json; pass cfg=)"
     layout = _detect_layout(reader.keys())
 
-    abstract = abstract_vae(config)[1]
+    abstract = abstract_vae(cfg)[1]
     flat = dict(nnx.to_flat_state(abstract))
-    names = reference_names(config, layout, flat)
+    names = reference_names(cfg, layout, flat)
     found = {n: _to_swapjax_shape(s, len(flat[names[n]].shape)) if n in names else s
              for n, s in reader.shapes().items()}
     check_shapes({n: tuple(flat[p].shape) for n, p in names.items()}, found,
                  what=f"VAE checkpoint {str(src)!r} ({layout} layout, config from {source}; shapes in swapjax "
                       "channels-last layout)")
 
-    dtype = jnp.dtype(config.param_dtype)
+    dtype = np.dtype(DTYPES[cfg.param_dtype])
     values: dict[tuple, Any] = {}
     nonfinite = []
     for name, path in names.items():
         tensor = np.asarray(reader.get(name))
         if not is_finite(tensor):
             nonfinite.append(name)
-        values[path] = jnp.asarray(_to_swapjax(tensor, len(flat[path].shape)), dtype=dtype)
+        values[path] = np.asarray(_to_swapjax(tensor, len(flat[path].shape)), dtype=dtype)
     warn_nonfinite(nonfinite, f"VAE checkpoint {str(src)!r}")
-    return config, _fill(abstract, values)
+    return cfg, _fill(abstract, values)
 
 
 def _fill(abstract: nnx.State, values: dict[tuple, Any]) -> nnx.State:
