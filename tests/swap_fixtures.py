@@ -10,12 +10,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+import swap_reference
 from swapjax.config import load_config
+from swapjax.models.conditions import IdentityInputs, PointInputs, PoseInputs
 from swapjax.models.dit_config import DiTConfig
-from swapjax.models.swap_config import SwapConfig
-from swapjax.models.points import PointInputs
-from swapjax.models.swap import (abstract_swap, init_swap, swap_apply, swap_prefix_cache, swap_single_pass,
+from swapjax.models.swap import (SwapInputs, abstract_swap, swap_apply, swap_prefix_cache, swap_single_pass,
                                  swap_video_step)
+from swapjax.models.swap_config import SwapConfig
 
 CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
 TINY = load_config(CONFIGS / "swap_tiny.py")
@@ -26,12 +27,14 @@ ALL_ON = dataclasses.replace(SWAP, pose_attention=True, identity_token=True, poi
 prefix_cache = jax.jit(swap_prefix_cache, static_argnums=0)
 video_step = jax.jit(swap_video_step, static_argnums=0)
 apply = jax.jit(swap_apply, static_argnums=0)
-single_pass = jax.jit(swap_single_pass, static_argnums=0, static_argnames="attention")
+single_pass = jax.jit(swap_single_pass, static_argnums=0)
+dense_single_pass = jax.jit(swap_reference.dense_single_pass, static_argnums=0)  # the checking-only variant
 
 
 def random_state(cfg: DiTConfig = DIT, swap: SwapConfig = ALL_ON, seed: int = 0) -> tuple[nnx.GraphDef, nnx.State]:
-    """Every parameter random (the init zeroes output heads and zero-init branches, which would hide bugs)."""
-    graphdef, state = init_swap(cfg, swap, jax.random.key(seed))
+    """Every parameter random (the init zeroes output heads and zero-init branches, which would hide bugs); built
+    from the abstract model, so no initialiser runs."""
+    graphdef, state = abstract_swap(cfg, swap)
     rng = np.random.default_rng(seed)
     for path, var in nnx.to_flat_state(state):
         value = 0.3 * rng.standard_normal(var.shape) + (1.0 if path[-1] == "scale" else 0.0)
@@ -49,8 +52,8 @@ def restrict(state: nnx.State, cfg: DiTConfig, swap: SwapConfig) -> tuple[nnx.Gr
 
 
 def inputs(swap: SwapConfig = ALL_ON, *, b: int = 2, f: int = 3, h: int = 4, w: int = 4, lt: int = 5, li: int = 3,
-           seed: int = 1) -> dict:
-    """Random fused video/prefix inputs and conditions (points as PointInputs) for `DIT`."""
+           seed: int = 1) -> SwapInputs:
+    """Random fused video/prefix inputs for `DIT` with every built-in condition's inputs under its name."""
     rng = np.random.default_rng(seed)
     c = DIT.in_channels
     frames = (f - 1) * swap.frames_per_latent + 1
@@ -59,14 +62,21 @@ def inputs(swap: SwapConfig = ALL_ON, *, b: int = 2, f: int = 3, h: int = 4, w: 
         coords=rng.uniform(0, [w * px, h * px], (b, frames, swap.num_points, 2)).astype(np.float32),
         visible=rng.uniform(size=(b, frames, swap.num_points)) < 0.8,
         embeddings=rng.standard_normal((b, swap.num_points, swap.point_dim)).astype(np.float32))
-    return dict(
-        video=rng.standard_normal((b, f, h, w, c)).astype(np.float32),
-        prefix=rng.standard_normal((b, swap.num_prefix_frames, h, w, c)).astype(np.float32),
+    return SwapInputs(
+        fused=rng.standard_normal((b, f, h, w, c)).astype(np.float32),
         t=rng.uniform(size=(b,)).astype(np.float32),
         context=rng.standard_normal((b, lt, DIT.text_dim)).astype(np.float32),
         image_context=rng.standard_normal((b, li, DIT.image_dim)).astype(np.float32),
-        conditions=dict(pose=rng.standard_normal((b, f, h, w, swap.pose_channels)).astype(np.float32),
-                        identity=rng.standard_normal((b, swap.identity_dim)).astype(np.float32), points=points))
+        prefix=rng.standard_normal((b, swap.num_prefix_frames, h, w, c)).astype(np.float32),
+        conditions=dict(pose=PoseInputs(rng.standard_normal((b, f, h, w, swap.pose_channels)).astype(np.float32)),
+                        identity=IdentityInputs(rng.standard_normal((b, swap.identity_dim)).astype(np.float32)),
+                        points=points))
+
+
+def only(x: SwapInputs, *names: str, **replaced) -> SwapInputs:
+    """`x` with only the named conditions (each replaceable by keyword)."""
+    conditions = {name: replaced.get(name, x.conditions[name]) for name in names}
+    return x._replace(conditions=conditions)
 
 
 def rel_err(a, b) -> float:

@@ -12,8 +12,10 @@ import pytest
 from flax import nnx
 
 from swapjax.convert.swap import swap_state_from_base
+from swapjax.models.conditions import PointInputs
+from swapjax.models.conditions.point_edits import drag_point, remove_points
+from swapjax.models.conditions.points import point_feature_map, point_token_index
 from swapjax.models.swap import abstract_swap
-from swapjax.models.points import PointInputs, drag_point, point_feature_map, point_token_index, remove_points
 from swap_fixtures import ALL_ON, DIT, SWAP, apply, inputs, random_state, restrict
 
 
@@ -25,20 +27,19 @@ def models():
 
 def _run(model, x, **conditions):
     graphdef, state = model
-    return np.asarray(apply(graphdef, state, x["video"], x["t"], x["context"], x["image_context"], prefix=x["prefix"],
-                            **conditions))
+    return np.asarray(apply(graphdef, state, x._replace(conditions=conditions)))
 
 
 def test_absent_conditions_reproduce_the_base_model(models):
     full, base, x = models
-    c = x["conditions"]
+    c = x.conditions
     reference = _run(base, x)
     np.testing.assert_array_equal(_run(full, x), reference)  # no pose, no identity, no points
-    np.testing.assert_array_equal(_run(full, x, pose=c["pose"], pose_scale=0.0), reference)  # λ = 0
+    np.testing.assert_array_equal(_run(full, x, pose=c["pose"]._replace(scale=0.0)), reference)  # λ = 0
     removed = c["points"]._replace(keep=np.zeros((2, ALL_ON.num_points), bool))
     np.testing.assert_array_equal(_run(full, x, points=removed), reference)  # every point removed
     # ... and each condition does act when present (the branches have random, non-zero weights here)
-    for present in (dict(pose=c["pose"], pose_scale=0.5), dict(identity=c["identity"]), dict(points=c["points"])):
+    for present in (dict(pose=c["pose"]._replace(scale=0.5)), dict(identity=c["identity"]), dict(points=c["points"])):
         assert np.abs(_run(full, x, **present) - reference).max() > 1e-3, list(present)
 
 
@@ -49,8 +50,8 @@ def test_fresh_pose_and_point_branches_start_as_the_base_model(models):
     swap = dataclasses.replace(ALL_ON, identity_token=False)
     state = swap_state_from_base(DIT, base[1], DIT, swap, jax.random.key(7))
     graphdef, _ = abstract_swap(DIT, swap)
-    c = x["conditions"]
-    out = _run((graphdef, state), x, pose=c["pose"], pose_scale=1.0, points=c["points"])
+    c = x.conditions
+    out = _run((graphdef, state), x, pose=c["pose"]._replace(scale=1.0), points=c["points"])
     np.testing.assert_array_equal(out, _run(base, x))
 
 
@@ -85,10 +86,10 @@ def test_point_features_in_the_model_match_a_hand_computation(models):
     the prefix tokens in a single pass; layers without points get an all-zero map."""
     (graphdef, state), _, x = models
     model = nnx.merge(graphdef, state)
-    points = x["conditions"]["points"]
+    points = x.conditions["points"]
     lp = ALL_ON.num_prefix_frames * 4
-    _, fn, _ = model._conditions((3, 2, 2), 2, pose=None, identity=None, points=points, pose_scale=None,
-                                 prefix_tokens=lp, dense_queries=None)
+    video = model.video_stream(x.fused.shape)  # grid (3, 2, 2)
+    _, fn = model.condition_layers(model.prepare_conditions({"points": points}, video), video, prefix_tokens=lp)
     mlp = nnx.to_pure_dict(nnx.state(model.points.mlps.stack))
     w1, b1, w2, b2 = (np.asarray(mlp[a][b])[0] for a, b in (("fc1", "kernel"), ("fc1", "bias"),
                                                             ("fc2", "kernel"), ("fc2", "bias")))
@@ -102,9 +103,9 @@ def test_point_features_in_the_model_match_a_hand_computation(models):
                 if points.visible[b, 4 * i, k]:
                     expected[b, lp + i * 4 + int(y_px // 16) * 2 + int(x_px // 16)] += feats[b, k]
     assert expected.any()
-    on = fn({"points": {"slot": jnp.int32(0), "on": jnp.float32(1.0)}})["residual"]
+    on = fn({"points": {"slot": jnp.int32(0), "on": jnp.float32(1.0)}}).residual
     np.testing.assert_allclose(on, expected, rtol=1e-5, atol=1e-5)
-    off = fn({"points": {"slot": jnp.int32(0), "on": jnp.float32(0.0)}})["residual"]
+    off = fn({"points": {"slot": jnp.int32(0), "on": jnp.float32(0.0)}}).residual
     assert not np.asarray(off).any()
 
 
@@ -149,7 +150,7 @@ def test_remove_points():
 
 def test_point_inputs_are_validated(models):
     (graphdef, state), _, x = models
-    p = x["conditions"]["points"]
+    p = x.conditions["points"]
     with pytest.raises(ValueError, match="point embeddings have shape"):
         jax.eval_shape(lambda: _run((graphdef, state), x, points=p._replace(embeddings=p.embeddings[..., :3])))
     with pytest.raises(ValueError, match="SwapConfig.num_points = 4"):

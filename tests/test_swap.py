@@ -1,5 +1,6 @@
-"""The swap DiT: one-way reference attention (two calls = dense mask, every CPU backend), reference isolation,
-loading an I2V checkpoint, full-size parameter counts, logical axes and input errors."""
+"""The swap DiT: one-way reference attention (two calls = dense mask, every CPU backend; the dense-mask model
+lives in `swap_reference.py`), reference isolation, loading an I2V checkpoint, full-size parameter counts, logical
+axes and input errors."""
 
 from __future__ import annotations
 
@@ -18,10 +19,10 @@ from swapjax.convert.dit import convert_dit
 from swapjax.convert.swap import check_base, convert_swap
 from swapjax.models.attention import attention, one_way_attention, one_way_mask
 from swapjax.models.dit import abstract_dit, dit_apply, param_count
-from swapjax.models.swap import SwapDiT, abstract_swap
+from swapjax.models.swap import SwapDiT, SwapInputs, abstract_swap
 from swapjax.parallel import LOGICAL_AXIS_RULES
-from swap_fixtures import (ALL_ON, CONFIGS, DIT, SWAP, TINY, inputs, prefix_cache, random_state, rel_err,
-                           single_pass, video_step)
+from swap_fixtures import (ALL_ON, CONFIGS, DIT, SWAP, TINY, dense_single_pass, inputs, only, prefix_cache,
+                           random_state, rel_err, single_pass, video_step)
 from wan_dit_torch import build_reference, run_reference, save_reference
 
 BACKENDS = ["xla", "splash"]  # the backends that run on CPU (splash in interpret mode)
@@ -55,11 +56,9 @@ def test_model_two_call_split_dense_mask_and_cache_agree(backend):
     _, state = random_state(DIT, ALL_ON)
     graphdef, _ = abstract_swap(cfg, ALL_ON)
     x = inputs(ALL_ON)
-    args = (x["video"], x["t"], x["context"], x["image_context"])
-    split = single_pass(graphdef, state, *args, prefix=x["prefix"], **x["conditions"])
-    dense = single_pass(graphdef, state, *args, prefix=x["prefix"], attention="dense", **x["conditions"])
-    cached = video_step(graphdef, state, prefix_cache(graphdef, state, x["prefix"], x["context"], x["image_context"]),
-                        x["video"], x["t"], **x["conditions"])
+    split = single_pass(graphdef, state, x)
+    dense = dense_single_pass(graphdef, state, x)
+    cached = video_step(graphdef, state, prefix_cache(graphdef, state, x), x.fused, x.t)
     assert split.shape == (2, 3, 4, 4, 16)
     assert rel_err(dense, split) <= 1e-6 and rel_err(cached, split) <= 1e-6
 
@@ -71,13 +70,13 @@ def test_changing_video_tokens_leaves_reference_tokens_bit_identical():
     a, b = inputs(ALL_ON, seed=1), inputs(ALL_ON, seed=2)
 
     @jax.jit
-    def tokens(video, t, conditions):
+    def tokens(fused, t, conditions):
         model = nnx.merge(graphdef, state)
-        return model.single_pass_tokens(video, t, a["context"], a["image_context"], prefix=a["prefix"], **conditions)[0]
+        return model.single_pass_tokens(a._replace(fused=fused, t=t, conditions=conditions))[0]
 
     lp = ALL_ON.num_prefix_frames * 2 * 2
-    out_a = np.asarray(tokens(a["video"], a["t"], a["conditions"]))
-    out_b = np.asarray(tokens(b["video"], b["t"], b["conditions"]))
+    out_a = np.asarray(tokens(a.fused, a.t, a.conditions))
+    out_b = np.asarray(tokens(b.fused, b.t, b.conditions))
     np.testing.assert_array_equal(out_a[:, :lp], out_b[:, :lp])
     assert np.abs(out_a[:, lp:] - out_b[:, lp:]).min() > 0
 
@@ -109,7 +108,7 @@ def test_swap_model_from_i2v_checkpoint_reproduces_i2v(tmp_path):
     i2v_out = jax.jit(dit_apply, static_argnums=0)(abstract_dit(base_cfg)[0], base_state, x36, t, context, image)
     x52 = np.concatenate([x36, np.zeros((1, 2, 4, 4, 16), np.float32)], axis=-1)
     graphdef, _ = abstract_swap(cfg, config.swap)
-    cache = prefix_cache(graphdef, state, None, context, image)
+    cache = prefix_cache(graphdef, state, SwapInputs(x52, t, context, image))
     out = video_step(graphdef, state, cache, x52, t)
     assert rel_err(out, expected) <= 1e-5
     assert rel_err(out, i2v_out) <= 1e-5
@@ -215,26 +214,28 @@ def test_bad_inputs_name_the_input():
     """Checked while tracing (`jax.eval_shape`), before any heavy work."""
     model = SwapDiT(DIT, ALL_ON, rngs=nnx.Rngs(0))
     x = inputs(ALL_ON)
-    args = (x["video"], x["t"], x["context"], x["image_context"])
+    c = x.conditions
     trace = lambda fn, *a, **kw: jax.eval_shape(lambda: fn(*a, **kw))
     with pytest.raises(ValueError, match=r"prefix frames are missing: this SwapConfig expects P = 2"):
-        trace(model, *args)
+        trace(model, x._replace(prefix=None))
     with pytest.raises(ValueError, match=r"prefix frames have shape \(2, 1, 4, 4, 52\)"):
-        trace(model, *args, prefix=x["prefix"][:, :1])
+        trace(model, x._replace(prefix=x.prefix[:, :1]))
     with pytest.raises(ValueError, match="pose condition latent has shape"):
-        trace(model, *args, prefix=x["prefix"], pose=x["conditions"]["pose"][..., :3])
+        trace(model, only(x, "pose", pose=c["pose"]._replace(latent=c["pose"].latent[..., :3])))
     with pytest.raises(ValueError, match="identity embedding has shape"):
-        trace(model, *args, prefix=x["prefix"], identity=x["conditions"]["identity"][:, :3])
+        trace(model, only(x, "identity", identity=c["identity"]._replace(embedding=c["identity"].embedding[:, :3])))
+    small = SwapInputs(x.fused[:1], x.t[:1], x.context[:1], x.image_context[:1], prefix=x.prefix[:1])
     with pytest.raises(ValueError, match="prefix cache K/V have shape"):
-        trace(lambda: model.video_forward(model.prefix_cache(x["prefix"][:1], x["context"][:1],
-                                                             x["image_context"][:1]), x["video"], x["t"]))
-    with pytest.raises(ValueError, match="attention mode 'flash' is unknown"):
-        trace(model.single_pass, *args, prefix=x["prefix"], attention="flash")
+        trace(lambda: model.video_forward(model.prefix_cache(small), x.fused, x.t))
     plain = SwapDiT(DIT, SWAP, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="SwapConfig.pose_attention is off"):
-        trace(plain, *args, prefix=x["prefix"], pose=x["conditions"]["pose"])
+        trace(plain, only(x, "pose"))
     with pytest.raises(ValueError, match="SwapConfig.points is off"):
-        trace(plain, *args, prefix=x["prefix"], points=x["conditions"]["points"])
+        trace(plain, only(x, "points"))
+    with pytest.raises(ValueError, match="for a condition 'posse', but no condition of that name is registered"):
+        trace(model, x._replace(conditions={"posse": c["pose"]}))
+    with pytest.raises(ValueError, match=r"the 'pose' condition takes PoseInputs\(latent, scale=None\), got ndarray"):
+        trace(model, x._replace(conditions={"pose": c["pose"].latent}))
 
 
 def test_readme_swap_snippet_runs(tmp_path, monkeypatch):
@@ -275,11 +276,10 @@ def test_training_gradients_reach_prefix_and_adapters_with_or_without_remat():
         graphdef, _ = abstract_swap(dataclasses.replace(DIT, remat_policy=policy), ALL_ON)
 
         def loss(state, prefix):
-            v = swap_apply(graphdef, state, x["video"], x["t"], x["context"], x["image_context"], prefix=prefix,
-                           **x["conditions"])
+            v = swap_apply(graphdef, state, x._replace(prefix=prefix))
             return jax.numpy.mean(jax.numpy.square(v))
 
-        grads[policy] = jax.jit(jax.grad(loss, argnums=(0, 1)))(state, x["prefix"])
+        grads[policy] = jax.jit(jax.grad(loss, argnums=(0, 1)))(state, x.prefix)
     for a, b in zip(jax.tree.leaves(grads["none"]), jax.tree.leaves(grads["full"])):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
     g_state, g_prefix = grads["none"]

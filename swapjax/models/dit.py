@@ -34,18 +34,10 @@ from swapjax.models.dit_config import REMAT_POLICIES, DiTConfig
 from swapjax.models.dit_block import KV, WanBlock
 from swapjax.models.embeddings import (ImageEmbedding, PatchEmbed, TextEmbedding, TimeEmbedding, rope_angles,
                                        unpatchify)
+from swapjax.models.layer_adapters import stacked
+from swapjax.models.layer_inputs import LayerInputs
 from swapjax.models.layers import DTYPES, dense, layer_norm
 from swapjax.parallel import sharded_init
-
-def _stacked_blocks(cfg: DiTConfig, rngs: nnx.Rngs) -> WanBlock:
-    """`cfg.num_layers` blocks as one module whose parameters carry a leading `layers` axis."""
-
-    @nnx.split_rngs(splits=cfg.num_layers)
-    @nnx.vmap(in_axes=(0,), out_axes=0, transform_metadata={nnx.PARTITION_NAME: "layers"})
-    def make(rngs: nnx.Rngs) -> WanBlock:
-        return WanBlock(cfg, rngs=rngs)
-
-    return make(rngs)
 
 
 class WanDiT(nnx.Module):
@@ -60,7 +52,7 @@ class WanDiT(nnx.Module):
         self.text_embed = TextEmbedding(cfg.text_dim, dim, dtype=cfg.dtype, param_dtype=pdt, rngs=rngs)
         self.image_embed = (ImageEmbedding(cfg.image_dim, dim, dtype=cfg.dtype, param_dtype=pdt, rngs=rngs)
                             if cfg.is_i2v else None)
-        self.blocks = _stacked_blocks(cfg, rngs)
+        self.blocks = stacked(lambda r: WanBlock(cfg, rngs=r), cfg.num_layers, rngs)  # params [layers, ...]
         init = lambda key, shape, dtype: jax.random.normal(key, shape, dtype) / dim ** 0.5
         self.head_modulation = nnx.Param(sharded_init(init, (None, "embed"))(rngs.params(), (2, dim),
                                                                              DTYPES[pdt]))
@@ -116,25 +108,25 @@ class WanDiT(nnx.Module):
 
     def run_blocks(self, x: Float[Array, "b l d"], e: Float[Array, "b s 6 d"], text: jax.Array,
                    image: jax.Array | None, rope: tuple[jax.Array, jax.Array], *,
-                   prefix_kv: KV | None = None, return_kv: bool = False, mask: jax.Array | None = None,
-                   prefix_len: int = 0, layer_xs: Any = None, layer_fn: Callable[[Any], dict] | None = None
+                   prefix_kv: KV | None = None, return_kv: bool = False, prefix_len: int = 0,
+                   layer_xs: Any = None, layer_fn: Callable[[Any], LayerInputs] | None = None
                    ) -> tuple[Float[Array, "b l d"], KV | None]:
         """All layers as one scan. `prefix_kv` / the returned kv are per-layer stacks `[layers, B, Lp, N, H]`;
-        `mask` (a boolean self-attention mask) and `prefix_len` (a one-way prefix at the start of this stream)
-        are shared by all layers (see `WanBlock.self_attention`).
+        `prefix_len` (a one-way prefix at the start of this stream) is shared by all layers (see
+        `WanBlock.self_attention`).
 
-        Per-layer inputs: `layer_xs` is any pytree whose leaves have a leading `layers` axis (e.g. the state of
-        stacked adapter modules, or per-layer indices); the scan slices it and `layer_fn(slice)` returns extra
-        keyword inputs for that layer's block (`residual`, `extra_tokens`, `branch`).
+        Per-layer inputs: `layer_xs` is any pytree whose leaves have a leading `layers` axis (e.g. per-layer
+        adapter slots); the scan slices it and `layer_fn(slice)` returns that layer's `LayerInputs` (residual,
+        extra tokens, attention branches).
         """
         graphdef, state = nnx.split(self.blocks)
 
         def body(x, layer):
             layer_state, layer_prefix, xs = layer
             block = nnx.merge(graphdef, layer_state)
-            extra = layer_fn(xs) if layer_fn is not None else {}
-            return block(x, e, text, image, rope, prefix_kv=layer_prefix, return_kv=return_kv, mask=mask,
-                         prefix_len=prefix_len, **extra)
+            inputs = layer_fn(xs) if layer_fn is not None else LayerInputs()
+            return block(x, e, text, image, rope, prefix_kv=layer_prefix, return_kv=return_kv,
+                         prefix_len=prefix_len, inputs=inputs)
 
         policy = self.cfg.remat_policy
         if policy != "none":

@@ -16,9 +16,10 @@ Extension points for models built on this block (reference-prefix swap models an
   separate, so extra attention branches or additive inputs compose around them without copying the block.
 - Optional per-call inputs of `WanBlock.__call__` (all default off, leaving the block exactly as above):
   `prefix_len` (the stream's first tokens form a one-way prefix: they read only themselves, as a second
-  attention call), `extra_tokens` (model-width tokens projected by this layer's k/v and appended to the keys
-  the non-prefix queries read; no RoPE), `branch` (an extra attention branch `scale · Attn(q, k', v')` added
-  before the output projection) and `residual` (added to the block input).
+  attention call) and `inputs`, a `LayerInputs` (see `layer_inputs.py`): `extra_tokens` (model-width tokens
+  projected by this layer's k/v and appended to the keys the non-prefix queries read; no RoPE), `branches`
+  (extra attention branches, each adding `scale · Attn(q, k', v')` before the output projection) and
+  `residual` (added to the block input).
 """
 
 from __future__ import annotations
@@ -28,14 +29,14 @@ import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float
 
-from swapjax.config import DiTConfig
+from swapjax.models.dit_config import DiTConfig
 from swapjax.models.attention import attention, one_way_attention
 from swapjax.models.embeddings import apply_rope
+from swapjax.models.layer_inputs import Branch, LayerInputs
 from swapjax.models.layers import DTYPES, FeedForward, LayerNorm, RMSNorm, dense, layer_norm
 from swapjax.parallel import constrain, sharded_init
 
 KV = tuple[jax.Array, jax.Array]  # keys, values [B, T, N, H]
-Branch = tuple[jax.Array, jax.Array, jax.Array | float]  # keys, values [B, Tb, N, H]; scale (see self_attention)
 
 # Logical axes of the activations (see swapjax/parallel.py): tokens, queries, keys/values read whole, FFN hidden.
 BLD = ("batch", "length", "embed")
@@ -79,6 +80,11 @@ class SelfAttention(AttentionProjections):
         q = apply_rope(self.heads(self.norm_q(self.q(x))), *rope)
         k = apply_rope(self.heads(self.norm_k(self.k(x))), *rope)
         return constrain(q, BLNH), constrain(k, BLNH), constrain(self.heads(self.v(x)), BLNH)
+
+    def token_kv(self, tokens: Float[Array, "b le d"]) -> KV:
+        """Extra model-width tokens -> keys (k with its RMSNorm, no RoPE: they have no place) and values,
+        `[B, Le, N, H]` each."""
+        return self.heads(self.norm_k(self.k(tokens))), self.heads(self.v(tokens))
 
 
 class CrossAttention(AttentionProjections):
@@ -143,41 +149,39 @@ class WanBlock(nnx.Module):
         return tuple(mod[:, :, i] for i in range(6))
 
     def self_attention(self, x: Float[Array, "b l d"], rope: tuple[jax.Array, jax.Array], *,
-                       prefix_kv: KV | None = None, mask: jax.Array | None = None, prefix_len: int = 0,
-                       extra_tokens: Float[Array, "b le d"] | None = None, branch: Branch | None = None
+                       prefix_kv: KV | None = None, prefix_len: int = 0,
+                       extra_tokens: Float[Array, "b le d"] | None = None, branches: tuple[Branch, ...] = ()
                        ) -> tuple[Float[Array, "b l d"], KV]:
         """Self-attention of already-modulated tokens; returns the output and this stream's own (k, v).
 
-        Keys are `[prefix_kv; own; extra]` (each part optional). `mask`: optional boolean
-        `[B|1, N|1, L, Lk]` (True = attend), e.g. to check a split against one dense masked pass; fused kernels
-        prefer the split. `prefix_len = P > 0`: queries `[:P]` read keys `[:P]` only (no extra tokens, no
-        branch), the rest read all keys, as two attention calls. `extra_tokens [B, Le, D]`: projected by this
-        layer's k (with its RMSNorm, no RoPE) and v. `branch = (k', v', scale)`: adds `scale · Attn(q, k', v')`
-        for the queries past the prefix; `scale` is a scalar or broadcasts to `[B, L - P]`.
+        Keys are `[prefix_kv; own; extra]` (each part optional). `prefix_len = P > 0`: queries `[:P]` read
+        keys `[:P]` only (no extra tokens, no branch), the rest read all keys, as two attention calls (the
+        dense-mask form of this rule lives in the tests, as a check). `extra_tokens [B, Le, D]`: projected by
+        `SelfAttention.token_kv`. Each of `branches = ((k', v', scale), ...)` adds `scale · Attn(q, k', v')` for
+        the queries past the prefix; `scale` is a scalar, `[B]`, or `[B, L - P]`.
         """
-        if prefix_len and (prefix_kv is not None or mask is not None):
+        if prefix_len and prefix_kv is not None:
             raise ValueError("self_attention: prefix_len splits one stream into prefix and rest; it cannot be "
-                             "combined with prefix_kv (a separate prefix stream) or a dense mask")
+                             "combined with prefix_kv (a separate prefix stream)")
         q, k, v = self.self_attn.qkv(x, rope)
         own = (k, v)
         if prefix_kv is not None:
             k = jnp.concatenate([prefix_kv[0].astype(k.dtype), k], axis=1)  # [B, Lp + L, N, H]
             v = jnp.concatenate([prefix_kv[1].astype(v.dtype), v], axis=1)
         if extra_tokens is not None:
-            attn = self.self_attn
-            ek = attn.heads(attn.norm_k(attn.k(extra_tokens.astype(x.dtype))))  # [B, Le, N, H]
-            ev = attn.heads(attn.v(extra_tokens.astype(x.dtype)))
+            ek, ev = self.self_attn.token_kv(extra_tokens.astype(x.dtype))  # [B, Le, N, H] each
             k = jnp.concatenate([k, ek.astype(k.dtype)], axis=1)  # [B, Lk + Le, N, H]
             v = jnp.concatenate([v, ev.astype(v.dtype)], axis=1)
         k, v = constrain(k, BKNH), constrain(v, BKNH)  # gathered over `sequence`: every query reads every key
         if prefix_len:
             o = one_way_attention(q, k, v, prefix_len, backend=self.backend)  # [B, L, N, H]
         else:
-            o = attention(q, k, v, backend=self.backend, mask=mask)  # [B, L, N, H]
-        if branch is not None:
-            bk, bv, scale = branch
-            ob = attention(q[:, prefix_len:], bk.astype(q.dtype), bv.astype(q.dtype), backend=self.backend)
-            tail = o[:, prefix_len:] + _per_query(scale, o.dtype) * ob  # [B, L - P, N, H]
+            o = attention(q, k, v, backend=self.backend)  # [B, L, N, H]
+        if branches:
+            tail = o[:, prefix_len:]  # [B, L - P, N, H]
+            for bk, bv, scale in branches:
+                ob = attention(q[:, prefix_len:], bk.astype(q.dtype), bv.astype(q.dtype), backend=self.backend)
+                tail = tail + _per_query(scale, o.dtype) * ob
             o = jnp.concatenate([o[:, :prefix_len], tail], axis=1) if prefix_len else tail
         return self.self_attn.project_out(o), own
 
@@ -191,20 +195,20 @@ class WanBlock(nnx.Module):
 
     def __call__(self, x: Float[Array, "b l d"], e: Float[Array, "b s 6 d"], text: Float[Array, "b lt d"],
                  image: Float[Array, "b li d"] | None, rope: tuple[jax.Array, jax.Array], *,
-                 prefix_kv: KV | None = None, return_kv: bool = False, mask: jax.Array | None = None,
-                 prefix_len: int = 0, extra_tokens: jax.Array | None = None, branch: Branch | None = None,
-                 residual: Float[Array, "b l d"] | None = None) -> tuple[Float[Array, "b l d"], KV | None]:
+                 prefix_kv: KV | None = None, return_kv: bool = False, prefix_len: int = 0,
+                 inputs: LayerInputs = LayerInputs()) -> tuple[Float[Array, "b l d"], KV | None]:
         """One block. Returns the new tokens and, if `return_kv`, this stream's self-attention (k, v).
 
-        `residual` is added to the input tokens first; the other optional inputs go to `self_attention`.
+        `inputs.residual` is added to the input tokens first; its extra tokens and branches go to
+        `self_attention`.
         """
-        if residual is not None:
-            x = x + residual.astype(x.dtype)
+        if inputs.residual is not None:
+            x = x + inputs.residual.astype(x.dtype)
         x = constrain(x, BLD)
         shift, scale, gate, c_shift, c_scale, c_gate = self.modulation_terms(e)
         h = modulate(x, shift, scale, self.eps).astype(self.dtype)
-        attn, own_kv = self.self_attention(h, rope, prefix_kv=prefix_kv, mask=mask, prefix_len=prefix_len,
-                                           extra_tokens=extra_tokens, branch=branch)
+        attn, own_kv = self.self_attention(h, rope, prefix_kv=prefix_kv, prefix_len=prefix_len,
+                                           extra_tokens=inputs.extra_tokens, branches=inputs.branches)
         x = (x.astype(jnp.float32) + attn.astype(jnp.float32) * gate).astype(self.dtype)
         x = x + self.cross_attention(x, text, image).astype(self.dtype)
         h = modulate(x, c_shift, c_scale, self.eps).astype(self.dtype)
@@ -213,11 +217,12 @@ class WanBlock(nnx.Module):
 
 
 def _per_query(scale: jax.Array | float, dtype) -> jax.Array:
-    """Branch scale -> a scalar, or `[B, T]` -> `[B, T, 1, 1]` to broadcast over heads and head dim."""
+    """Branch scale -> a scalar, `[B]` -> `[B, 1, 1, 1]` or `[B, T]` -> `[B, T, 1, 1]`, to broadcast over
+    queries, heads and head dim."""
     scale = jnp.asarray(scale, dtype)
     if scale.ndim == 0:
         return scale
-    if scale.ndim != 2:
-        raise ValueError(f"attention branch scale has shape {scale.shape}: use a scalar or an array that "
-                         "broadcasts to [B, queries]")
-    return scale[:, :, None, None]
+    if scale.ndim > 2:
+        raise ValueError(f"attention branch scale has shape {scale.shape}: use a scalar, one per sample [B] or "
+                         "an array that broadcasts to [B, queries]")
+    return scale.reshape(*scale.shape, *(1,) * (4 - scale.ndim))

@@ -1,14 +1,15 @@
-"""Per-layer adapter stacks for the scanned DiT (pose projections, point MLPs).
+"""Layer stacks for the scanned DiT: the blocks themselves and per-layer adapters (pose projections, point MLPs).
 
-An adapter that exists on a chosen subset of layers is built once per chosen layer, stacked on a leading
-`layers` axis like the blocks. Inside the layer scan, each layer looks up its slot in the stack
-(`layer_slots`) and merges that slice (`adapter_at`); layers without the adapter read slot 0 and multiply
+`stacked` builds `count` independently initialised copies of a module as one module whose parameters lead with
+a `layers` axis (the DiT's blocks, scanned; an adapter's copies). An adapter that exists on a chosen subset of
+layers is built once per chosen layer. Inside the layer scan, each layer looks up its slot in the stack
+(`layer_slots`) and reads that slice (`AdapterStack.at`); layers without the adapter read slot 0 and multiply
 its contribution by 0, so the scan body stays one compiled program.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -54,11 +55,12 @@ class AdapterStack(nnx.Module):
         slot, on = layer_slots(self.num_layers, self.layers)
         return {"slot": jnp.asarray(slot), "on": jnp.asarray(on)}
 
-    def parts(self) -> tuple[nnx.GraphDef, nnx.State]:
-        """(graphdef, stacked state), split outside the layer scan; index them there with `adapter_at`."""
-        return nnx.split(self.stack)
+    def at(self, slot: jax.Array) -> nnx.Module:
+        """The adapter in stack position `slot` (a traced int inside the layer scan)."""
+        graphdef, state = nnx.split(self.stack)
+        return nnx.merge(graphdef, jax.tree.map(lambda p: p[slot], state))
 
-
-def adapter_at(graphdef: nnx.GraphDef, state: nnx.State, slot: jax.Array) -> nnx.Module:
-    """The adapter in stack position `slot` (a traced int inside the scan)."""
-    return nnx.merge(graphdef, jax.tree.map(lambda p: p[slot], state))
+    def map(self, fn: Callable[[nnx.Module], Any]) -> Any:
+        """`fn(adapter)` for every adapter of the stack, outputs stacked on a new leading axis `[S, ...]`."""
+        graphdef, state = nnx.split(self.stack)
+        return jax.vmap(lambda s: fn(nnx.merge(graphdef, s)))(state)

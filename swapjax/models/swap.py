@@ -1,31 +1,33 @@
-"""The swap DiT (SPEC section 3): an I2V-shaped Wan2.1 DiT reading the fused inputs of `conditioning.py`, with
-the reference (and optional anchor) frames prepended on the frame axis and read one way.
+"""The swap DiT (docs/design.md, "The swap model"): an I2V-shaped Wan2.1 DiT reading the fused inputs of
+`conditioning.py`, with the reference (and optional anchor) frames prepended on the frame axis and read one way.
 
-    prefix  = prefix_inputs(z_r, z_a)                 # [B, P, h, w, 52]: reference, then anchor (if configured)
-    video   = fuse_video_inputs(z_t, mask, agnostic)  # [B, f, h, w, 52]
-    cache   = model.prefix_cache(prefix, context, image_context)   # once per video (and guidance branch)
-    v       = model.video_forward(cache, video, t)                  # every step: velocity [B, f, h, w, 16]
+    fused   = fuse_video_inputs(z_t, mask, agnostic)             # [B, f, h, w, 52], changes every step
+    inputs  = SwapInputs(fused, t, context, image_context, prefix=prefix_inputs(z_r, z_a), conditions={...})
+    cache   = model.prefix_cache(inputs)                         # once per video (and guidance branch)
+    v       = model.video_forward(cache, fused, t)               # every step: velocity [B, f, h, w, 16]
 
 Layout: the prefix frames take RoPE frame positions `0..P-1` and the video frames `P..P+f-1` (h, w positions
 as usual), i.e. the prefix sits in front of the video on the frame axis.
 
 Two streams: the prefix tokens run the blocks with t = 0 (one t for the stream, S = 1 modulation) and attend
 only to themselves; their per-layer keys/values `[layers, B, Lp, N, H]` are returned. The video tokens run
-with their own t and attend to `[prefix K/V; own]` (+ the identity token when given). The prefix stream
+with their own t and attend to `[prefix K/V; own]` (+ extra tokens of the conditions). The prefix stream
 depends only on the prefix frames and the text/image context, so `prefix_cache` computes it once per video
-and every sampling step and guidance branch reuses it. `__call__` chains the two (the training forward:
-gradients flow through the cache); `single_pass` is the same model as one sequence `[prefix; video]` with
-per-token t (0 on the prefix) and the one-way rule either as two attention calls per layer
-(`attention="split"`, any backend) or as one dense boolean mask (`attention="dense"`, for checking). Only
-video tokens reach the output, so only they reach the loss.
+and every sampling step and guidance branch reuses it; it also runs each condition's per-video `prepare`
+(pose features, point features and indices, the identity token) and keeps the results beside the K/V.
+`__call__` chains the two (the training forward: gradients flow through the cache); `single_pass` is the
+same model as one sequence `[prefix; video]` with per-token t (0 on the prefix) and the one-way rule as two
+attention calls per layer (the tests check it against a dense masked pass). Only video tokens reach the
+output, so only they reach the loss.
 
 Null inputs (guidance): text context = zeros `[B, Lt, text_dim]` (or an encoded negative prompt); image
 context (I2V-based models) = `None`, read as one zero CLIP token; reference = `null_prefix(...)` (a zero
 reference latent in the reference slot; the anchor slot, if any, kept). Each guidance branch has its own
 cache; `concat_caches` stacks two on the batch axis to run both branches as one batch.
 
-Optional conditions (each absent -> exactly the base model): `pose` (condition latent for pose-attention,
-see `pose.py`), `identity` (`[B, identity_dim]`, see `identity.py`), `points` (`PointInputs`, see `points.py`).
+Optional conditions (`SwapInputs.conditions`, name -> typed inputs; each absent -> exactly the base model):
+`"pose"` (`PoseInputs`), `"identity"` (`IdentityInputs`), `"points"` (`PointInputs`) and any condition named in
+`SwapConfig.extra_conditions`; see `swapjax.models.conditions`.
 """
 
 from __future__ import annotations
@@ -37,36 +39,55 @@ import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float
 
-from swapjax.models.dit_config import DiTConfig
-from swapjax.models.swap_config import SwapConfig, validate_swap
-from swapjax.models.attention import one_way_mask
+from swapjax.config_error import ConfigError
 from swapjax.models.conditioning import prefix_inputs
+from swapjax.models.conditions import Condition, VideoStream, build_conditions, not_configured
 from swapjax.models.dit import WanDiT
 from swapjax.models.dit_block import KV
+from swapjax.models.dit_config import DiTConfig
 from swapjax.models.embeddings import unpatchify
-from swapjax.models.identity import IdentityToken
-from swapjax.models.layer_adapters import adapter_at
-from swapjax.models.points import PointFeatures, PointInputs, point_feature_map
-from swapjax.models.pose import PoseBranch, pose_branch_scale
+from swapjax.models.layer_inputs import LayerInputs, combine
+from swapjax.models.swap_config import SwapConfig, validate_swap
 
-ATTENTION_MODES = ("split", "dense")
+
+class SwapInputs(NamedTuple):
+    """Everything one swap-model call reads, as one pytree."""
+
+    fused: Float[Array, "b f h w c"]  # fused video latent (`conditioning.fuse_video_inputs`)
+    t: Float[Array, "b"] | Float[Array, "b lv"]  # time in [0, 1], per sample or per video token
+    context: Float[Array, "b lt ct"]  # text encoder features (zeros for the null branch)
+    image_context: Float[Array, "b li ci"] | None = None  # I2V-based models: image encoder tokens (None = null)
+    prefix: Float[Array, "b p h w c"] | None = None  # `conditioning.prefix_inputs` (None without prefix slots)
+    conditions: dict[str, Any] | None = None  # condition name -> its typed inputs (None = no conditions)
 
 
 class PrefixCache(NamedTuple):
-    """What the video stream needs from the prefix: per-layer prefix K/V and the embedded context."""
+    """What the video stream needs per video: prefix K/V, the embedded context and the prepared conditions."""
 
     kv: KV | None  # keys, values, each [layers, B, Lp, N, H]; None when the config has no prefix slot
     text: Float[Array, "b lt d"]
     image: Float[Array, "b li d"] | None
+    conditions: dict[str, Any]  # condition name -> its `prepare` output (every leaf [B, ...])
 
 
-def build_adapters(cfg: DiTConfig, swap: SwapConfig, rngs: nnx.Rngs) -> dict[str, nnx.Module | None]:
-    """The optional condition modules of a swap model (None where the config turns them off)."""
-    kw = dict(dtype=cfg.dtype, param_dtype=cfg.param_dtype, rngs=rngs)
-    return {"pose": PoseBranch(cfg, swap, rngs=rngs) if swap.pose_attention else None,
-            "identity": (IdentityToken(swap.identity_dim, cfg.inner_dim, eps=cfg.eps, **kw)
-                         if swap.identity_token else None),
-            "points": PointFeatures(cfg, swap, rngs=rngs) if swap.points else None}
+class Stream(NamedTuple):
+    """A token stream ready for the layer scan (see `SwapDiT.single_pass_stream`)."""
+
+    x: Float[Array, "b l d"]
+    e: Float[Array, "b s 6 d"]  # block modulation
+    temb: Float[Array, "b s d"]  # head modulation
+    text: Float[Array, "b lt d"]
+    image: Float[Array, "b li d"] | None
+    rope: tuple[jax.Array, jax.Array]
+    prefix_tokens: int  # Lp: the first tokens form the one-way prefix
+    grid: tuple[int, int, int]  # the video's token grid
+    layer_xs: Any  # per-layer scan inputs of the conditions
+    layer_fn: Callable[[Any], LayerInputs] | None  # one layer's slice of layer_xs -> its LayerInputs
+
+
+def build_adapters(cfg: DiTConfig, swap: SwapConfig, rngs: nnx.Rngs) -> dict[str, Condition]:
+    """The condition modules a swap config turns on, by name, in build order (parameters at `(name, ...)`)."""
+    return build_conditions(cfg, swap, rngs)
 
 
 class SwapDiT(WanDiT):
@@ -76,8 +97,13 @@ class SwapDiT(WanDiT):
         validate_swap(cfg, swap)
         super().__init__(cfg, rngs=rngs)
         self.swap = swap
-        adapters = build_adapters(cfg, swap, rngs)
-        self.pose, self.identity, self.points = adapters["pose"], adapters["identity"], adapters["points"]
+        conditions = build_adapters(cfg, swap, rngs)
+        for name, module in conditions.items():
+            if hasattr(self, name):
+                raise ConfigError(f"condition name {name!r} clashes with an attribute of the swap model: register "
+                                  "the condition under another name")
+            setattr(self, name, module)
+        self.condition_names = tuple(conditions)
 
     # -------------------------------------------------------------------------------------- pieces
     def swap_context(self, context: jax.Array, image_context: jax.Array | None
@@ -103,143 +129,132 @@ class SwapDiT(WanDiT):
                              f"{self.cfg.in_channels}] with the video's batch")
         return p
 
-    def _conditions(self, grid: tuple[int, int, int], batch: int, *, pose, identity, points, pose_scale,
-                    prefix_tokens: int, dense_queries: int | None) -> tuple[Any, Callable | None, int]:
-        """(layer_xs, layer_fn, number of extra key tokens) for `run_blocks`, from the optional conditions.
+    def video_stream(self, fused_shape: tuple[int, ...]) -> VideoStream:
+        """What the conditions know of a video with fused latent shape `[B, f, h, w, C]` (validated)."""
+        grid = self.grid(fused_shape)
+        p = self.swap.num_prefix_frames
+        return VideoStream(fused_shape[0], tuple(fused_shape[:4]), grid, p, self.rope(grid, offset=(p, 0, 0)))
 
-        The video stream's tokens sit after `prefix_tokens` others; `dense_queries` (single dense-masked pass)
-        is the query count the pose branch scale must zero on the prefix."""
-        f, gh, gw = grid
-        lv = f * gh * gw
-        total = prefix_tokens + lv
-        xs: dict[str, Any] = {}
-        parts: dict[str, Any] = {}
-        if pose is not None:
-            if self.pose is None:
-                raise ValueError("a pose condition was given, but SwapConfig.pose_attention is off: drop it or turn "
-                                 "pose-attention on")
-            cfg = self.cfg
-            feats = self.pose.features(pose, (batch, f, gh * cfg.patch_size[1], gw * cfg.patch_size[2]))  # [B,Lv,D]
-            scale = self.swap.pose_scale if pose_scale is None else pose_scale
-            parts["pose"] = (*self.pose.proj.parts(), feats, self.rope(grid, offset=(self.swap.num_prefix_frames,
-                                                                                     0, 0)), scale)
-            xs["pose"] = self.pose.proj.slots()
-        tokens = None
-        if identity is not None:
-            if self.identity is None:
-                raise ValueError("an identity embedding was given, but SwapConfig.identity_token is off: drop it or "
-                                 "turn the identity token on")
-            tokens = self.identity(identity)  # [B, 1, D]
-            if tokens.shape[0] != batch:
-                raise ValueError(f"identity embedding batch {tokens.shape[0]} differs from the video batch {batch}")
-        if points is not None:
-            if self.points is None:
-                raise ValueError("points were given, but SwapConfig.points is off: drop them or turn points on")
-            index = self.points.index(points, grid)  # [B, f, K], lv where nothing is written
-            index = jnp.where(index < lv, index + prefix_tokens, total)
-            parts["points"] = (*self.points.mlps.parts(), points.embeddings.astype(jnp.float32), index)
-            xs["points"] = self.points.mlps.slots()
-        if not parts and tokens is None:
-            return None, None, 0
+    def prepare_conditions(self, conditions: dict[str, Any] | None, video: VideoStream) -> dict[str, Any]:
+        """Each given condition's per-video `prepare` (see `conditions/base.py`), checked to lead with the batch."""
+        conditions = conditions or {}
+        for name in conditions:
+            if name not in self.condition_names:
+                raise not_configured(name, self.swap)
+        prepared = {name: getattr(self, name).prepare(conditions[name], video)
+                    for name in self.condition_names if name in conditions}
+        _check_batch(prepared, video.batch, "prepared")
+        return prepared
 
-        def layer_fn(layer: dict[str, Any]) -> dict[str, Any]:
-            out: dict[str, Any] = {} if tokens is None else {"extra_tokens": tokens}
-            if "pose" in parts:
-                graphdef, state, feats, rope, scale = parts["pose"]
-                k, v = adapter_at(graphdef, state, layer["pose"]["slot"])(feats, rope)  # [B, Lv, N, H] each
-                lam = pose_branch_scale(scale, layer["pose"]["on"], batch, dense_queries, prefix_tokens)
-                out["branch"] = (k, v, lam)
-            if "points" in parts:
-                graphdef, state, emb, index = parts["points"]
-                feats = adapter_at(graphdef, state, layer["points"]["slot"])(emb)  # [B, K, D]
-                out["residual"] = point_feature_map(feats * layer["points"]["on"].astype(feats.dtype), index, total)
-            return out
+    def condition_layers(self, prepared: dict[str, Any], video: VideoStream, prefix_tokens: int = 0
+                         ) -> tuple[Any, Callable[[Any], LayerInputs] | None]:
+        """(`layer_xs`, `layer_fn`) for `run_blocks`: every prepared condition's per-layer inputs, combined.
 
-        return xs, layer_fn, 0 if tokens is None else tokens.shape[1]
+        With `prefix_tokens = Lp > 0` (a single pass over `[prefix; video]`) residuals are padded with zeros on
+        the prefix tokens."""
+        names = [name for name in self.condition_names if name in prepared]  # build order, not the dict's
+        if not names:
+            return None, None
+        _check_batch(prepared, video.batch, "cached")
+        xs = {name: getattr(self, name).layer_xs() for name in names}
+
+        def layer_fn(layer: dict[str, Any]) -> LayerInputs:
+            inputs = combine([getattr(self, name).layer_inputs(prepared[name], layer[name], video) for name in names])
+            if prefix_tokens and inputs.residual is not None:
+                pad = ((0, 0), (prefix_tokens, 0), (0, 0))
+                inputs = inputs._replace(residual=jnp.pad(inputs.residual, pad))  # [B, Lp + Lv, D]
+            return inputs
+
+        return xs, layer_fn
+
+    def video_output(self, x: Float[Array, "b lv d"], temb: Float[Array, "b s d"], grid: tuple[int, int, int]
+                     ) -> Float[Array, "b f h w co"]:
+        """Final video tokens -> velocity `[B, f, h, w, C_out]` (float32)."""
+        return unpatchify(self.head(x, temb), grid, self.cfg.patch_size).astype(jnp.float32)
 
     # ------------------------------------------------------------------------------------- streams
-    def prefix_cache(self, prefix: Float[Array, "b p h w c"] | None, context: Float[Array, "b lt ct"],
-                     image_context: Float[Array, "b li ci"] | None = None) -> PrefixCache:
-        """Runs the prefix stream once (t = 0, attending to itself) -> its per-layer K/V and the embedded context."""
-        text, image = self.swap_context(context, image_context)
-        if self._check_prefix(prefix, context.shape[0]) == 0:
-            return PrefixCache(None, text, image)
+    def prefix_cache(self, inputs: SwapInputs) -> PrefixCache:
+        """Once per video: the prefix stream (t = 0, attending to itself) -> its per-layer K/V, the embedded
+        context and the prepared conditions. Reads every field of `inputs` but `t` (of `fused`, only the shape)."""
+        text, image = self.swap_context(inputs.context, inputs.image_context)
+        conditions = self.prepare_conditions(inputs.conditions, self.video_stream(inputs.fused.shape))
+        prefix = inputs.prefix
+        if self._check_prefix(prefix, inputs.context.shape[0]) == 0:
+            return PrefixCache(None, text, image, conditions)
         grid = self.grid(prefix.shape)
         x = self.patch_embed(prefix)  # [B, Lp, D]
         _, e = self.embed_time(jnp.zeros((prefix.shape[0],), jnp.float32), x.shape[1])  # [B, 1, 6, D]
         _, kv = self.run_blocks(x, e, text, image, self.rope(grid), return_kv=True)
-        return PrefixCache(kv, text, image)
+        return PrefixCache(kv, text, image, conditions)
 
-    def video_forward(self, cache: PrefixCache, video: Float[Array, "b f h w c"],
-                      t: Float[Array, "b"] | Float[Array, "b l"], *, pose: jax.Array | None = None,
-                      identity: jax.Array | None = None, points: PointInputs | None = None,
-                      pose_scale: jax.Array | float | None = None) -> Float[Array, "b f h w co"]:
+    def video_forward(self, cache: PrefixCache, fused: Float[Array, "b f h w c"],
+                      t: Float[Array, "b"] | Float[Array, "b l"]) -> Float[Array, "b f h w co"]:
         """One video-stream pass reading a `prefix_cache` -> velocity `[B, f, h, w, C_out]` (float32)."""
-        grid = self.grid(video.shape)
-        b, p = video.shape[0], self.swap.num_prefix_frames
+        video = self.video_stream(fused.shape)
+        b, p, grid = video.batch, video.prefix_frames, video.grid
         want = (self.cfg.num_layers, b, p * grid[1] * grid[2], self.cfg.num_heads, self.cfg.head_dim)
         if p and (cache.kv is None or tuple(cache.kv[0].shape) != want):
             got = None if cache.kv is None else tuple(cache.kv[0].shape)
             raise ValueError(f"prefix cache K/V have shape {got}: this video needs {want} (rebuild the cache with "
                              "prefix frames of the video's batch and size)")
-        x = self.patch_embed(video)  # [B, Lv, D]
+        x = self.patch_embed(fused)  # [B, Lv, D]
         temb, e = self.embed_time(t, x.shape[1])
-        xs, fn, _ = self._conditions(grid, b, pose=pose, identity=identity, points=points, pose_scale=pose_scale,
-                                     prefix_tokens=0, dense_queries=None)
-        x, _ = self.run_blocks(x, e, cache.text, cache.image, self.rope(grid, offset=(p, 0, 0)), prefix_kv=cache.kv,
-                               layer_xs=xs, layer_fn=fn)
-        return unpatchify(self.head(x, temb), grid, self.cfg.patch_size).astype(jnp.float32)
+        xs, fn = self.condition_layers(cache.conditions, video)
+        x, _ = self.run_blocks(x, e, cache.text, cache.image, video.rope, prefix_kv=cache.kv, layer_xs=xs,
+                               layer_fn=fn)
+        return self.video_output(x, temb, grid)
 
-    def __call__(self, video: Float[Array, "b f h w c"], t: Float[Array, "b"] | Float[Array, "b l"],
-                 context: Float[Array, "b lt ct"], image_context: Float[Array, "b li ci"] | None = None, *,
-                 prefix: Float[Array, "b p h w c"] | None = None, **conditions: Any) -> Float[Array, "b f h w co"]:
+    def __call__(self, inputs: SwapInputs) -> Float[Array, "b f h w co"]:
         """Training forward: prefix stream then video stream (gradients reach both) -> velocity of the video."""
-        return self.video_forward(self.prefix_cache(prefix, context, image_context), video, t, **conditions)
+        return self.video_forward(self.prefix_cache(inputs), inputs.fused, inputs.t)
 
-    def single_pass_tokens(self, video: Float[Array, "b f h w c"], t: Float[Array, "b"] | Float[Array, "b l"],
-                           context: Float[Array, "b lt ct"], image_context: Float[Array, "b li ci"] | None = None,
-                           *, prefix: jax.Array | None = None, pose: jax.Array | None = None,
-                           identity: jax.Array | None = None, points: PointInputs | None = None,
-                           pose_scale: jax.Array | float | None = None, attention: str = "split"
-                           ) -> tuple[Float[Array, "b l d"], Float[Array, "b l d"], tuple[int, int, int], int]:
-        """`[prefix; video]` as one sequence -> (final tokens `[B, Lp + Lv, D]`, per-token temb, video grid, Lp)."""
-        if attention not in ATTENTION_MODES:
-            raise ValueError(f"attention mode {attention!r} is unknown: use one of {ATTENTION_MODES}")
-        grid = self.grid(video.shape)
-        b = video.shape[0]
-        p = self._check_prefix(prefix, b)
-        x = self.patch_embed(video)  # [B, Lv, D]
+    def single_pass_stream(self, inputs: SwapInputs) -> Stream:
+        """`[prefix; video]` as one stream: tokens, per-token modulation (t = 0 on the prefix), context, RoPE
+        and the conditions' per-layer inputs, ready for the layer scan."""
+        video = self.video_stream(inputs.fused.shape)
+        b, grid = video.batch, video.grid
+        p = self._check_prefix(inputs.prefix, b)
+        x = self.patch_embed(inputs.fused)  # [B, Lv, D]
         lv = x.shape[1]
-        t = jnp.asarray(t, jnp.float32)
+        t = jnp.asarray(inputs.t, jnp.float32)
         t_video = jnp.broadcast_to(t[:, None], (b, lv)) if t.ndim == 1 else t  # [B, Lv]
         if p:
-            if tuple(prefix.shape[2:]) != tuple(video.shape[2:]):
-                raise ValueError(f"prefix frames {tuple(prefix.shape)} and video {tuple(video.shape)} differ in "
-                                 "[h, w, C]: build both at the same latent size")
-            x = jnp.concatenate([self.patch_embed(prefix), x], axis=1)  # [B, Lp + Lv, D]
+            if tuple(inputs.prefix.shape[2:]) != tuple(inputs.fused.shape[2:]):
+                raise ValueError(f"prefix frames {tuple(inputs.prefix.shape)} and fused video "
+                                 f"{tuple(inputs.fused.shape)} differ in [h, w, C]: build both at the same latent size")
+            x = jnp.concatenate([self.patch_embed(inputs.prefix), x], axis=1)  # [B, Lp + Lv, D]
         lp = x.shape[1] - lv
         t_tok = jnp.concatenate([jnp.zeros((b, lp), jnp.float32), t_video], axis=1)  # [B, L]
         temb, e = self.embed_time(t_tok, x.shape[1])  # [B, L, D], [B, L, 6, D]
-        text, image = self.swap_context(context, image_context)
-        dense = attention == "dense" and lp > 0
-        xs, fn, extra = self._conditions(grid, b, pose=pose, identity=identity, points=points,
-                                         pose_scale=pose_scale, prefix_tokens=lp,
-                                         dense_queries=x.shape[1] if dense else None)
-        kw = (dict(mask=one_way_mask(lp, x.shape[1], x.shape[1] + extra)) if dense else dict(prefix_len=lp))
+        text, image = self.swap_context(inputs.context, inputs.image_context)
+        xs, fn = self.condition_layers(self.prepare_conditions(inputs.conditions, video), video, prefix_tokens=lp)
         rope = self.rope((p + grid[0], grid[1], grid[2]))
-        x, _ = self.run_blocks(x, e, text, image, rope, layer_xs=xs, layer_fn=fn, **kw)
-        return x, temb, grid, lp
+        return Stream(x, e, temb, text, image, rope, lp, grid, xs, fn)
 
-    def single_pass(self, video: Float[Array, "b f h w c"], t: Float[Array, "b"] | Float[Array, "b l"],
-                    context: Float[Array, "b lt ct"], image_context: Float[Array, "b li ci"] | None = None,
-                    **kwargs: Any) -> Float[Array, "b f h w co"]:
-        """The uncached reference path (see module docstring) -> velocity of the video frames only."""
-        x, temb, grid, lp = self.single_pass_tokens(video, t, context, image_context, **kwargs)
-        out = self.head(x[:, lp:], temb[:, lp:])  # [B, Lv, pt·ph·pw·C_out]
-        return unpatchify(out, grid, self.cfg.patch_size).astype(jnp.float32)
+    def single_pass_tokens(self, inputs: SwapInputs
+                           ) -> tuple[Float[Array, "b l d"], Float[Array, "b l d"], tuple[int, int, int], int]:
+        """`[prefix; video]` through every layer -> (final tokens `[B, Lp + Lv, D]`, per-token temb, video grid,
+        Lp)."""
+        s = self.single_pass_stream(inputs)
+        x, _ = self.run_blocks(s.x, s.e, s.text, s.image, s.rope, prefix_len=s.prefix_tokens, layer_xs=s.layer_xs,
+                               layer_fn=s.layer_fn)
+        return x, s.temb, s.grid, s.prefix_tokens
+
+    def single_pass(self, inputs: SwapInputs) -> Float[Array, "b f h w co"]:
+        """The uncached path (see module docstring) -> velocity of the video frames only."""
+        x, temb, grid, lp = self.single_pass_tokens(inputs)
+        return self.video_output(x[:, lp:], temb[:, lp:], grid)
 
 
 # ------------------------------------------------------------------------------------------ helpers
+def _check_batch(prepared: dict[str, Any], batch: int, what: str) -> None:
+    for name, tree in prepared.items():
+        bad = [tuple(x.shape) for x in jax.tree.leaves(tree) if x.ndim == 0 or x.shape[0] != batch]
+        if bad:
+            raise ValueError(f"{what} inputs of condition {name!r} have shapes {bad}: every array must lead with the "
+                             f"video batch {batch} (rebuild the prefix cache for this batch)")
+
+
 def null_prefix(z_r: Float[Array, "b 1 h w z"] | None, swap: SwapConfig, z_a: jax.Array | None = None,
                 anchor_present: jax.Array | None = None) -> Float[Array, "b p h w c"]:
     """The null-reference prefix for guidance: a zero reference latent (the anchor, if configured, kept)."""
@@ -249,34 +264,35 @@ def null_prefix(z_r: Float[Array, "b 1 h w z"] | None, swap: SwapConfig, z_a: ja
 
 
 def concat_caches(a: PrefixCache, b: PrefixCache) -> PrefixCache:
-    """Two caches as one batch `[a; b]` (e.g. conditional and null branches; same text length)."""
+    """Two caches as one batch `[a; b]` (e.g. conditional and null branches; same text length, same conditions)."""
+    if set(a.conditions) != set(b.conditions):
+        raise ValueError(f"the caches hold different conditions ({sorted(a.conditions)} vs {sorted(b.conditions)}): "
+                         "prepare both guidance branches with the same conditions (null inputs where one has none)")
+    cat = lambda x, y: jnp.concatenate([x, y], axis=0)
     kv = None if a.kv is None else tuple(jnp.concatenate([x, y], axis=1) for x, y in zip(a.kv, b.kv))
-    image = None if a.image is None else jnp.concatenate([a.image, b.image], axis=0)
-    return PrefixCache(kv, jnp.concatenate([a.text, b.text], axis=0), image)
+    image = None if a.image is None else cat(a.image, b.image)
+    return PrefixCache(kv, cat(a.text, b.text), image, jax.tree.map(cat, a.conditions, b.conditions))
 
 
-def swap_prefix_cache(graphdef: nnx.GraphDef, state: nnx.State, prefix: jax.Array | None, context: jax.Array,
-                      image_context: jax.Array | None = None) -> PrefixCache:
+def swap_prefix_cache(graphdef: nnx.GraphDef, state: nnx.State, inputs: SwapInputs) -> PrefixCache:
     """Pure `SwapDiT.prefix_cache`; jit with graphdef static."""
-    return nnx.merge(graphdef, state).prefix_cache(prefix, context, image_context)
+    return nnx.merge(graphdef, state).prefix_cache(inputs)
 
 
-def swap_video_step(graphdef: nnx.GraphDef, state: nnx.State, cache: PrefixCache, video: jax.Array, t: jax.Array,
-                    **conditions: Any) -> jax.Array:
+def swap_video_step(graphdef: nnx.GraphDef, state: nnx.State, cache: PrefixCache, fused: jax.Array,
+                    t: jax.Array) -> jax.Array:
     """Pure `SwapDiT.video_forward` (one sampling step's model call); jit with graphdef static."""
-    return nnx.merge(graphdef, state).video_forward(cache, video, t, **conditions)
+    return nnx.merge(graphdef, state).video_forward(cache, fused, t)
 
 
-def swap_apply(graphdef: nnx.GraphDef, state: nnx.State, video: jax.Array, t: jax.Array, context: jax.Array,
-               image_context: jax.Array | None = None, **kwargs: Any) -> jax.Array:
+def swap_apply(graphdef: nnx.GraphDef, state: nnx.State, inputs: SwapInputs) -> jax.Array:
     """Pure training forward `SwapDiT.__call__`; jit with graphdef static."""
-    return nnx.merge(graphdef, state)(video, t, context, image_context, **kwargs)
+    return nnx.merge(graphdef, state)(inputs)
 
 
-def swap_single_pass(graphdef: nnx.GraphDef, state: nnx.State, video: jax.Array, t: jax.Array, context: jax.Array,
-                     image_context: jax.Array | None = None, **kwargs: Any) -> jax.Array:
-    """Pure `SwapDiT.single_pass`; jit with graphdef static and `attention` a static argname."""
-    return nnx.merge(graphdef, state).single_pass(video, t, context, image_context, **kwargs)
+def swap_single_pass(graphdef: nnx.GraphDef, state: nnx.State, inputs: SwapInputs) -> jax.Array:
+    """Pure `SwapDiT.single_pass`; jit with graphdef static."""
+    return nnx.merge(graphdef, state).single_pass(inputs)
 
 
 def init_swap(cfg: DiTConfig, swap: SwapConfig, key: jax.Array) -> tuple[nnx.GraphDef, nnx.State]:

@@ -40,6 +40,8 @@ class SwapConfig:
     point_dim: int = 1280  # E, point embedding width (e.g. DIFT features)
     point_hidden: int = 256  # hidden width of each point MLP
     point_layers: tuple[int, ...] = ()
+    # further registered conditions (swapjax.models.conditions) by name, built after the flagged ones above
+    extra_conditions: tuple[str, ...] = ()
 
     def __post_init__(self):
         require(self.condition_channels >= 0,
@@ -54,6 +56,9 @@ class SwapConfig:
         require(self.num_points > 0 and self.point_dim > 0 and self.point_hidden > 0,
                 f"SwapConfig: num_points ({self.num_points}), point_dim ({self.point_dim}) and point_hidden "
                 f"({self.point_hidden}) must be positive")
+        require(all(isinstance(n, str) and n for n in self.extra_conditions)
+                and len(set(self.extra_conditions)) == len(self.extra_conditions),
+                f"SwapConfig.extra_conditions ({self.extra_conditions}) must list distinct registered condition names")
         for name in ("pose_layers", "point_layers"):
             require(_layer_list_ok(getattr(self, name)),
                     f"SwapConfig.{name} ({getattr(self, name)}) must list distinct layer indices >= 0 (() = all)")

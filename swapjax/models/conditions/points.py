@@ -1,8 +1,8 @@
-"""Semantic points (VideoSwap): sparse point features added to the block input, point removal and drag.
+"""Semantic points (VideoSwap): sparse point features added to the block input.
 
 Inputs (`PointInputs`): K tracked points with pixel coordinates per source frame `coords [B, F, K, 2]` as
 (x, y), `visible [B, F, K]`, one embedding per point `embeddings [B, K, E]` (e.g. DIFT features) and an
-optional `keep [B, K]` (False = removed by the user).
+optional `keep [B, K]` (False = removed by the user; see `point_edits.py` for removal and drag).
 
 Placement on the token grid (`point_token_index`): latent frame i reads source frame `i · frames_per_latent`
 (frame 0, then the last frame of each group of 4 the causal VAE folds into latent frame i), and a point at
@@ -10,31 +10,29 @@ pixel (x, y) falls in token column `floor(x / (8 · pw))`, row `floor(y / (8 · 
 downscaled pixel -> latent (/8) -> token (/2) and rounded down to the cell that contains it. Invisible,
 removed and out-of-frame points write nothing.
 
-Features (`PointFeatures`): per configured layer (VideoSwap's "per scale"; the stack is scanned with the
+Features (`PointCondition`): per configured layer (VideoSwap's "per scale"; the stack is scanned with the
 blocks) a 2-layer MLP `E -> hidden -> D` (SiLU; the output layer zero-initialised, so new point layers start
 as the base model) maps each embedding to D features, written at the point's token in an otherwise zero map
-`[B, L, D]` (summed where points share a token) that is added to that layer's input.
-
-Drag (`drag_point`): the user moves point k on keyframe j by (dx, dy); every other frame n moves it by
-`A_n · (dx, dy)`, where `A_n` is the linear part of the least-squares affine map taking the nearest tracked
-neighbours of k from frame j to frame n (a local affine stand-in for VideoSwap's layered-atlas propagation;
-with fewer than 3 non-collinear neighbours visible in both frames the displacement is copied unchanged).
+`[B, L, D]` (summed where points share a token) that is added to that layer's input. The token indices and
+every layer's MLP outputs `[B, S, K, D]` are computed once per video (`prepare`); each layer scatters its own.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 from jaxtyping import Array, Bool, Float, Int
 
+from swapjax.models.conditions.base import Condition, VideoStream
+from swapjax.models.conditions.registry import register_condition
 from swapjax.models.dit_config import DiTConfig
-from swapjax.models.swap_config import SwapConfig
 from swapjax.models.layer_adapters import AdapterStack
+from swapjax.models.layer_inputs import LayerInputs
 from swapjax.models.layers import dense
+from swapjax.models.swap_config import SwapConfig
 
 
 class PointInputs(NamedTuple):
@@ -44,6 +42,13 @@ class PointInputs(NamedTuple):
     visible: Bool[Array, "b F k"]
     embeddings: Float[Array, "b k e"]
     keep: Bool[Array, "b k"] | None = None  # False = removed
+
+
+class PointsPrepared(NamedTuple):
+    """Per-video point state kept in the prefix cache."""
+
+    index: Int[Array, "b f k"]  # video-token index per latent frame; Lv where nothing is written
+    features: Float[Array, "b s k d"]  # every stacked MLP's output (S = number of point layers)
 
 
 def point_token_index(coords: Float[Array, "b F k 2"], visible: Bool[Array, "b F k"], keep: Bool[Array, "b k"] | None,
@@ -93,7 +98,8 @@ class PointMLP(nnx.Module):
         return self.fc2(jax.nn.silu(self.fc1(e)))
 
 
-class PointFeatures(nnx.Module):
+@register_condition("points", flag="points")
+class PointCondition(Condition):
     """Per-layer point MLPs on `SwapConfig.point_layers` (`()` = all layers) and the point placement rule."""
 
     def __init__(self, cfg: DiTConfig, swap: SwapConfig, *, rngs: nnx.Rngs):
@@ -116,43 +122,26 @@ class PointFeatures(nnx.Module):
         return point_token_index(points.coords, points.visible, points.keep, grid,
                                  pixels_per_token=self.pixels_per_token, frames_per_latent=self.frames_per_latent)
 
+    def prepare(self, inputs: PointInputs, video: VideoStream) -> PointsPrepared:
+        """Token indices `[B, f, K]` and every point layer's MLP output `[B, S, K, D]`."""
+        if not isinstance(inputs, PointInputs):
+            raise ValueError(f"the 'points' condition takes PointInputs, got {type(inputs).__name__}")
+        if inputs.coords.shape[0] != video.batch:
+            raise ValueError(f"point coords batch {inputs.coords.shape[0]} differs from the video batch {video.batch}")
+        index = self.index(inputs, video.grid)  # [B, f, K]
+        emb = jnp.asarray(inputs.embeddings, jnp.float32)  # [B, K, E]
+        features = self.mlps.map(lambda mlp: mlp(emb))  # [S, B, K, D]
+        return PointsPrepared(index, jnp.moveaxis(features, 0, 1))  # [B, S, K, D]
 
-# ------------------------------------------------------------------------------------ user interaction
-def remove_points(keep: Bool[Array, "b k"] | np.ndarray, points: Sequence[int]) -> np.ndarray:
-    """`keep` with the listed point indices set to False (removed points write no features)."""
-    keep = np.array(keep, dtype=bool, copy=True)
-    bad = [p for p in points if not 0 <= p < keep.shape[-1]]
-    if bad:
-        raise ValueError(f"remove_points: point indices {bad} are outside [0, K = {keep.shape[-1]})")
-    keep[..., list(points)] = False
-    return keep
+    def layer_xs(self) -> dict[str, jax.Array]:
+        return self.mlps.slots()
 
-
-def drag_point(coords: np.ndarray, visible: np.ndarray, point: int, keyframe: int, delta: tuple[float, float], *,
-               neighbours: int = 4) -> np.ndarray:
-    """Moves `point` by `delta = (dx, dy)` pixels on `keyframe` and by the locally propagated displacement on
-    every other frame. `coords [F, K, 2]`, `visible [F, K]` of one video -> new coords `[F, K, 2]` (float64)."""
-    coords = np.asarray(coords, np.float64)
-    visible = np.asarray(visible, bool)
-    frames, k = coords.shape[:2]
-    if coords.shape != (frames, k, 2) or visible.shape != (frames, k):
-        raise ValueError(f"drag_point: coords {coords.shape} / visible {visible.shape} must be [F, K, 2] / [F, K]")
-    if not (0 <= point < k and 0 <= keyframe < frames):
-        raise ValueError(f"drag_point: point {point} / keyframe {keyframe} outside K = {k} / F = {frames}")
-    d = np.asarray(delta, np.float64)
-    out = coords.copy()
-    others = np.array([m for m in range(k) if m != point])
-    dist = np.linalg.norm(coords[keyframe, others] - coords[keyframe, point], axis=-1) if len(others) else []
-    order = others[np.argsort(dist)] if len(others) else others
-    for n in range(frames):
-        if n == keyframe:
-            out[n, point] += d
-            continue
-        near = [m for m in order if visible[keyframe, m] and visible[n, m]][:neighbours]
-        src = np.concatenate([coords[keyframe, near], np.ones((len(near), 1))], axis=1)  # [m, 3]
-        if len(near) >= 3 and np.linalg.matrix_rank(src) == 3:
-            affine, *_ = np.linalg.lstsq(src, coords[n, near], rcond=None)  # [3, 2]: p_n = [p_j, 1] @ affine
-            out[n, point] += d @ affine[:2]  # the displacement moves by the linear part only
-        else:
-            out[n, point] += d
-    return out
+    def layer_inputs(self, prepared: PointsPrepared, layer: dict[str, jax.Array], video: VideoStream
+                     ) -> LayerInputs:
+        """The residual `[B, Lv, D]`: this layer's point features at the points' tokens (zero off its layers)."""
+        if prepared.index.shape[1] != video.grid[0]:
+            raise ValueError(f"cached point indices cover {prepared.index.shape[1]} latent frames, the video has "
+                             f"{video.grid[0]}: rebuild the prefix cache for this video size")
+        feats = prepared.features[:, layer["slot"]]  # [B, K, D]
+        feats = feats * layer["on"].astype(feats.dtype)
+        return LayerInputs(residual=point_feature_map(feats, prepared.index, video.num_tokens))

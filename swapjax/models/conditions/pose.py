@@ -7,21 +7,43 @@ width. Per layer, `K' = RoPE(RMSNorm(P W'_k))` with the video tokens' rotary pos
 the pose at and around its own place) and `V' = P W'_v`. `W'_v` starts at zero: a freshly added branch
 contributes nothing, and a loaded model starts as the pretrained one. λ = 0 gives the base model exactly.
 Only video queries read the branch; the reference prefix never does (its K/V cache stays valid).
+
+As a condition (see `base.py`): `prepare` runs the PoseGuider once per video; each layer projects the cached
+features with its own K'/V' and contributes one attention branch.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float
 
+from swapjax.models.conditions.base import Condition, VideoStream
+from swapjax.models.conditions.registry import register_condition
 from swapjax.models.dit_config import DiTConfig
-from swapjax.models.swap_config import SwapConfig
 from swapjax.models.embeddings import apply_rope
 from swapjax.models.layer_adapters import AdapterStack
+from swapjax.models.layer_inputs import LayerInputs
 from swapjax.models.layers import DTYPES, RMSNorm, dense
+from swapjax.models.swap_config import SwapConfig
 from swapjax.parallel import sharded_init
+
+
+class PoseInputs(NamedTuple):
+    """The pose condition of one batch of videos."""
+
+    latent: Float[Array, "b f h w c"]  # condition latent on the video's latent grid, SwapConfig.pose_channels
+    scale: Float[Array, ""] | Float[Array, "b"] | float | None = None  # λ; None = SwapConfig.pose_scale
+
+
+class PosePrepared(NamedTuple):
+    """Per-video pose state kept in the prefix cache."""
+
+    features: Float[Array, "b l d"]  # PoseGuider output, one feature per video token
+    scale: Float[Array, "b"]  # λ per sample
 
 
 def _conv(cin: int, cout: int, kernel: tuple[int, int], out_axis: str, *, stride: tuple[int, int] = (1, 1),
@@ -69,32 +91,39 @@ class PoseProjection(nnx.Module):
         return apply_rope(heads(self.norm_k(self.k(feats))), *rope), heads(self.v(feats))
 
 
-class PoseBranch(nnx.Module):
+@register_condition("pose", flag="pose_attention")
+class PoseCondition(Condition):
     """The PoseGuider plus per-layer K'/V' projections on `SwapConfig.pose_layers` (`()` = all layers)."""
 
     def __init__(self, cfg: DiTConfig, swap: SwapConfig, *, rngs: nnx.Rngs):
         kw = dict(dtype=cfg.dtype, param_dtype=cfg.param_dtype)
-        self.pose_channels = swap.pose_channels
+        self.pose_channels, self.default_scale = swap.pose_channels, swap.pose_scale
         self.guider = PoseGuider(swap.pose_channels, swap.pose_widths, cfg.inner_dim, cfg.patch_size[1:],
                                  rngs=rngs, **kw)
         make = lambda r: PoseProjection(cfg.inner_dim, cfg.num_heads, eps=cfg.eps, rngs=r, **kw)
         self.proj = AdapterStack(make, cfg.num_layers, swap.pose_layers, rngs)
 
-    def features(self, cond: Float[Array, "b f h w c"], video_shape: tuple[int, ...]) -> Float[Array, "b l d"]:
-        """Pose features for a video latent of shape `video_shape` (`cond` checked against it)."""
-        want = (*video_shape[:4], self.pose_channels)
-        if tuple(cond.shape) != want:
-            raise ValueError(f"pose condition latent has shape {tuple(cond.shape)}: expected {want} (the video "
-                             f"latent's [B, f, h, w] and SwapConfig.pose_channels = {self.pose_channels})")
-        return self.guider(cond)
+    def prepare(self, inputs: PoseInputs, video: VideoStream) -> PosePrepared:
+        """Pose features `[B, Lv, D]` of the condition latent (checked against the video) and λ per sample."""
+        if not isinstance(inputs, PoseInputs):
+            raise ValueError(f"the 'pose' condition takes PoseInputs(latent, scale=None), got {type(inputs).__name__}")
+        want = (*video.latent_shape, self.pose_channels)
+        if tuple(inputs.latent.shape) != want:
+            raise ValueError(f"pose condition latent has shape {tuple(inputs.latent.shape)}: expected {want} (the "
+                             f"video latent's [B, f, h, w] and SwapConfig.pose_channels = {self.pose_channels})")
+        scale = jnp.asarray(self.default_scale if inputs.scale is None else inputs.scale, jnp.float32)
+        if scale.shape not in ((), (video.batch,)):
+            raise ValueError(f"pose scale has shape {tuple(scale.shape)}: use a scalar or one value per sample "
+                             f"({video.batch},)")
+        return PosePrepared(self.guider(inputs.latent), jnp.broadcast_to(scale, (video.batch,)))
 
+    def layer_xs(self) -> dict[str, jax.Array]:
+        return self.proj.slots()
 
-def pose_branch_scale(scale: jax.Array | float, on: jax.Array, batch: int, queries: int | None,
-                      prefix_tokens: int = 0) -> jax.Array:
-    """λ for one layer: `λ · on` (a scalar), or with `queries` a `[B, queries]` array that is 0 on the first
-    `prefix_tokens` queries (for a single dense-masked pass over [prefix; video])."""
-    lam = jnp.asarray(scale, jnp.float32) * on
-    if queries is None:
-        return lam
-    per_query = (jnp.arange(queries) >= prefix_tokens).astype(jnp.float32)  # [Lq]
-    return jnp.broadcast_to(lam * per_query, (batch, queries))  # [B, Lq]
+    def layer_inputs(self, prepared: PosePrepared, layer: dict[str, jax.Array], video: VideoStream) -> LayerInputs:
+        """One branch `(K', V', λ · on)`: K'/V' `[B, Lv, N, H]` from this layer's projections."""
+        if prepared.features.shape[1] != video.num_tokens:
+            raise ValueError(f"cached pose features cover {prepared.features.shape[1]} tokens, the video has "
+                             f"{video.num_tokens}: rebuild the prefix cache for this video size")
+        k, v = self.proj.at(layer["slot"])(prepared.features, video.rope)  # [B, Lv, N, H] each
+        return LayerInputs(branches=((k, v, prepared.scale * layer["on"]),))  # scale [B]

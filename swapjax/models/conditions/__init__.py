@@ -1,0 +1,17 @@
+"""The swap model's optional conditions behind one interface (see `base.py`) and their registry.
+
+Importing this package registers the built-ins; their import order below is their build order (it fixes
+parameter initialisation). A new condition lives in its own file, registers itself with
+`@register_condition("name")`, and is turned on by naming it in `SwapConfig.extra_conditions`.
+"""
+
+from swapjax.models.conditions.base import Condition, VideoStream
+from swapjax.models.conditions.registry import (build_conditions, condition_names, not_configured,
+                                                register_condition, registered_conditions)
+from swapjax.models.conditions.pose import PoseCondition, PoseInputs  # registers "pose"
+from swapjax.models.conditions.identity import IdentityCondition, IdentityInputs  # registers "identity"
+from swapjax.models.conditions.points import PointCondition, PointInputs  # registers "points"
+
+__all__ = ["Condition", "IdentityCondition", "IdentityInputs", "PointCondition", "PointInputs", "PoseCondition",
+           "PoseInputs", "VideoStream", "build_conditions", "condition_names", "not_configured", "register_condition",
+           "registered_conditions"]

@@ -1,0 +1,65 @@
+"""The one interface every optional condition of the swap model implements.
+
+A condition is an `nnx.Module` built from `(DiTConfig, SwapConfig, rngs=...)` and registered under a name
+(`registry.register_condition`); the swap config names the conditions a model has (a flag for each built-in,
+`SwapConfig.extra_conditions` for the rest) and `SwapDiT` builds them, in that order, as attributes named after
+them. A condition acts on the video stream only (never on the reference/anchor prefix, whose K/V cache therefore
+does not depend on it), in two stages:
+
+1. `prepare(inputs, video)`, once per video and guidance branch: the condition's typed inputs (the entry under
+   its name in `SwapInputs.conditions`) -> a pytree of per-video arrays (pose features, point-MLP outputs and
+   token indices, an identity token). It is stored in the prefix cache next to the reference K/V and reused at
+   every sampling step. Every leaf must lead with the batch axis `[B, ...]`, so the caches of two guidance
+   branches concatenate into one batch (`swap.concat_caches`).
+2. `layer_inputs(prepared, layer, video)`, inside the layer scan: that layer's `LayerInputs` (attention branches,
+   a residual, extra key/value tokens). `layer` is this layer's slice of `layer_xs()` (a pytree with a leading
+   `layers` axis, e.g. the slot of this layer's adapter; `None` for a condition without per-layer inputs).
+   The inputs of all conditions are combined with `layer_inputs.combine`: branch outputs add up, residuals add,
+   extra tokens concatenate, so no condition overwrites another.
+
+Adding a condition is one new file (a `Condition` subclass decorated with `@register_condition("name")`) plus
+naming it in `SwapConfig.extra_conditions`; nothing in `swap.py` changes. This is also the seam where
+multi-subject swapping plugs in later: a per-subject condition prepares each subject's features (and token
+placement) once per video and returns one branch or residual per subject, which compose like any other.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+from flax import nnx
+
+from swapjax.models.layer_inputs import LayerInputs
+
+
+class VideoStream(NamedTuple):
+    """What a condition knows about the video stream it conditions (static, but the rotary tables)."""
+
+    batch: int
+    latent_shape: tuple[int, int, int, int]  # [B, f, h, w] of the fused video latent
+    grid: tuple[int, int, int]  # token grid (f, h', w') of the video
+    prefix_frames: int  # latent frames of the prefix in front of the video (0, 1 or 2)
+    rope: tuple[jax.Array, jax.Array]  # the video tokens' rotary cos/sin [Lv, H/2] (frames after the prefix)
+
+    @property
+    def num_tokens(self) -> int:
+        """Lv = f · h' · w'."""
+        return self.grid[0] * self.grid[1] * self.grid[2]
+
+
+class Condition(nnx.Module):
+    """Base of the optional conditions (see module docstring); subclasses implement `prepare` and
+    `layer_inputs`, and `layer_xs` when they have per-layer inputs."""
+
+    def prepare(self, inputs: Any, video: VideoStream) -> Any:
+        """Typed inputs of this condition -> per-video pytree, every leaf `[B, ...]` (computed once per video)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement prepare(inputs, video)")
+
+    def layer_xs(self) -> Any:
+        """Per-layer scan inputs, every leaf `[layers, ...]`; `None` when the condition has none."""
+        return None
+
+    def layer_inputs(self, prepared: Any, layer: Any, video: VideoStream) -> LayerInputs:
+        """This layer's contribution (its slice `layer` of `layer_xs()`) from the prepared inputs."""
+        raise NotImplementedError(f"{type(self).__name__} must implement layer_inputs(prepared, layer, video)")
