@@ -21,7 +21,7 @@ import torch
 from flax import nnx
 
 from swapjax.convert import checkpoint_io
-from swapjax.convert.__main__ import main
+from swapjax.convert.__main__ import load_swap_config, main
 from swapjax.convert.dit import convert_dit
 from swapjax.convert.saved import CONFIG_FILE, load_converted
 from wan_dit_torch import build_reference, save_reference
@@ -167,6 +167,22 @@ def test_bad_swap_config_exits_2_before_reading(src, tmp_path, capsys, no_tensor
              ("missing.py", ["--swap-config", "does not exist"])]
     for name, fragments in cases:
         code, err = _run(capsys, "--src", src, "--out", tmp_path / "out", "--swap-config", tmp_path / name)
+        assert code == 2
+        _one_line_error(err, *fragments)
+    assert not (tmp_path / "out").exists()
+
+
+def test_set_overrides_apply_to_the_swap_config_and_bad_ones_exit_2(src, tmp_path, capsys, no_tensor_reads):
+    swap_tiny = REPO / "configs" / "swap_tiny.py"
+    config = load_swap_config(swap_tiny, ["swap.anchor=false", "dit.param_dtype=bfloat16"])
+    assert config.swap.anchor is False and config.dit.param_dtype == "bfloat16"
+    cases = [(["--swap-config", swap_tiny, "--set", "swap.anchr=false"], ["override swap.anchr='false'",
+                                                                          "has no field 'anchr'", "anchor"]),
+             (["--swap-config", swap_tiny, "--set", "dit.remat_policy=some"], ["dit.remat_policy='some' is invalid",
+                                                                              "must be one of"]),
+             (["--set", "swap.anchor=false"], ["needs --swap-config"])]
+    for extra, fragments in cases:
+        code, err = _run(capsys, "--src", src, "--out", tmp_path / "out", *extra)
         assert code == 2
         _one_line_error(err, *fragments)
     assert not (tmp_path / "out").exists()

@@ -1,7 +1,7 @@
 """Convert a Wan2.1 transformer or VAE checkpoint to swapjax parameters.
 
     python -m swapjax.convert --src DIR --out OUT [--kind auto|dit|vae] [--dtype float32|bfloat16] [--allow-pickle]
-                              [--swap-config configs/swap_wan2_1_14b.py]
+                              [--swap-config configs/swap_wan2_1_14b.py [--set KEY=VALUE ...]]
 
 `--src`: a diffusers model directory (`transformer/` or `vae/` of a Wan export: config.json + safetensors), an
 original Wan2.1 directory (config.json with `dim`, `num_heads`, ...) or checkpoint file. `--kind auto` reads
@@ -24,6 +24,7 @@ import dataclasses
 import pathlib
 import sys
 import warnings
+from typing import Sequence
 
 import ml_dtypes
 import numpy as np
@@ -59,8 +60,9 @@ def detect_kind(src: pathlib.Path, *, allow_pickle: bool = False) -> str:
                           "_class_name is not one of " f"{DIT_CLASSES + VAE_CLASSES}): pass --kind dit or --kind vae")
 
 
-def load_swap_config(path: str | pathlib.Path) -> Config:
-    """The `Config` of a `configs/swap_*.py` file; `ConfigError` naming `--swap-config` if it is not one."""
+def load_swap_config(path: str | pathlib.Path, overrides: Sequence[str] = ()) -> Config:
+    """The `Config` of a `configs/swap_*.py` file with `--set` overrides applied; `ConfigError` naming
+    `--swap-config` if it is not one."""
     path = pathlib.Path(path)
     name = f"--swap-config {str(path)!r}"
     if not path.is_file():
@@ -69,7 +71,7 @@ def load_swap_config(path: str | pathlib.Path) -> Config:
         raise ConfigError(f"{name} is not a Python config file: pass a configs/swap_*.py file (get_config() "
                           "returning a Config with a swap section)")
     try:
-        config = load_config(path)
+        config = load_config(path, overrides)
     except ConfigError:
         raise
     except Exception as err:  # running the user's file failed: one line naming it instead of a traceback
@@ -81,16 +83,21 @@ def load_swap_config(path: str | pathlib.Path) -> Config:
 
 
 def convert(src: str | pathlib.Path, out: str | pathlib.Path, *, kind: str = "auto", dtype: str | None = None,
-            allow_pickle: bool = False, swap_config: str | pathlib.Path | None = None) -> pathlib.Path:
+            allow_pickle: bool = False, swap_config: str | pathlib.Path | None = None,
+            overrides: Sequence[str] = ()) -> pathlib.Path:
     """Converts `src` and writes `out`; returns the written directory.
 
-    `out` and `swap_config` are checked before any tensor is read."""
+    `overrides` (`key=value`, see `swapjax.config.apply_overrides`) apply to `swap_config`. `out` and
+    `swap_config` are checked before any tensor is read."""
     out = check_output(out)
     src = pathlib.Path(src)
     if not src.exists():
         raise CheckpointError(f"--src {str(src)!r} does not exist: pass a diffusers model directory or a "
                               "checkpoint file")
-    config = load_swap_config(swap_config) if swap_config is not None else None
+    if overrides and swap_config is None:
+        raise ConfigError(f"--set {' '.join(overrides)} needs --swap-config: overrides change the swap model's "
+                          "config (e.g. --swap-config configs/swap_wan2_1_14b.py --set swap.anchor=false)")
+    config = load_swap_config(swap_config, overrides) if swap_config is not None else None
     if kind == "auto":
         kind = detect_kind(src, allow_pickle=allow_pickle)
     if config is not None:
@@ -132,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", choices=tuple(DTYPES), default=None, help="parameter dtype (default: the config's)")
     parser.add_argument("--allow-pickle", action="store_true",
                         help="allow .pth/.bin pickle checkpoints (they can run code: only for trusted files)")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="overrides of the --swap-config file, e.g. swap.anchor=false dit.param_dtype=bfloat16")
     parser.add_argument("--swap-config", default=None,
                         help="a configs/swap_*.py file: widen the base transformer into that swap model")
     args = parser.parse_args(argv)
@@ -140,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         warnings.showwarning = _print_warning
         try:
             out = convert(args.src, args.out, kind=args.kind, dtype=args.dtype, allow_pickle=args.allow_pickle,
-                          swap_config=args.swap_config)
+                          swap_config=args.swap_config, overrides=args.set)
         except (CheckpointError, ConfigError, InputError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
