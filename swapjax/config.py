@@ -25,6 +25,7 @@ from swapjax.models.dit_config import DiTConfig
 from swapjax.models.swap_config import SwapConfig, validate_swap
 from swapjax.models.vae_config import VAEConfig
 from swapjax.parallel import MeshConfig
+from swapjax.train.config import OptimizerConfig, TrainConfig
 
 __all__ = ["Config", "ConfigError", "load_config", "apply_overrides"]
 
@@ -40,6 +41,8 @@ class Config:
     mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
     seed: int = 0
     swap: SwapConfig | None = None  # None: a plain Wan2.1 DiT; set: the swap model (swapjax.models.swap)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)  # swapjax.train: steps, stage, checkpoints
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
 
     def __post_init__(self):
         if self.swap is not None:

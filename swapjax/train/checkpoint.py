@@ -1,0 +1,138 @@
+"""Checkpoints: one Orbax `CheckpointManager` owns the train state, the grain iterator state and the config.
+
+    WORKDIR/checkpoints/<step>/
+        state/      the `TrainState` (step, params, optimizer state, EMA, RNG) as a nested dict
+        data_iter/  the grain iterator state, one file per process (`process_<i>-of-<n>.json`)
+        config/     the run's config as JSON (for people and tools; the run itself reads its config file)
+
+What a run starts from, in this order (`Checkpoints.start`, used by the loop):
+1. **resume**: WORKDIR has a complete checkpoint -> the latest one (state and data position); the run continues
+   exactly where it stopped. Orbax writes each step under a temporary name and renames it when complete, so a
+   crash mid-save (even `kill -9`) leaves the previous step as the latest one.
+2. **init-from**: `train.init_from` names a training workdir (its latest checkpoint's *parameters* are loaded,
+   e.g. stage 1's for stage 2; optimizer, EMA and data start fresh) or a converted model directory
+   (`python -m swapjax.convert`, e.g. the Wan2.1 I2V-14B swap model).
+3. **scratch**: a fresh state from the config's seed.
+
+Saves are asynchronous (training continues while the arrays are written); `wait()` blocks until they are
+done. Restoring reads into `jax.ShapeDtypeStruct`s that carry the *target* shardings, so a checkpoint written
+on one mesh restores on any other; every leaf's shape is checked by name before any data is read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+from typing import Any
+
+import grain
+import jax
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from swapjax.convert.checkpoint_io import CheckpointError, check_shapes
+from swapjax.train.state import TrainState, path_name
+
+STATE, DATA, CONFIG = "state", "data_iter", "config"
+
+
+def state_dict(state: TrainState) -> dict:
+    return {"step": state.step, "params": state.params, "opt_state": state.opt_state, "ema": state.ema,
+            "rng": state.rng}
+
+
+def config_json(config: Any) -> dict:
+    """A config dataclass as JSON-able nested dicts (tuples as lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
+
+
+def _abstract(tree: Any, shardings: Any) -> Any:
+    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
+
+
+def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:
+    return {path_name(p): tuple(x.shape) for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]
+            if hasattr(x, "shape")}
+
+
+def _check(metadata: Any, target: Any, what: str) -> None:
+    """The parameters in the checkpoint's `metadata` must be exactly those of `target` (one error naming every
+    missing, unexpected or mis-shaped parameter with both shapes); the rest of the state follows from them."""
+    check_shapes(_shapes(target["params"]), _shapes(metadata["params"]), what=what)
+
+
+class Checkpoints:
+    """The run's checkpoint manager (see module docstring)."""
+
+    def __init__(self, directory: str | pathlib.Path, *, keep: int = 3):
+        self.directory = pathlib.Path(directory).absolute()
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=True, create=True)
+        self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=(STATE, DATA, CONFIG))
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(self, step: int, state: TrainState, data_iter: Any, config: Any) -> None:
+        """Starts an asynchronous save of step `step` (returns once the arrays are copied off the devices)."""
+        args = {STATE: ocp.args.StandardSave(state_dict(state)), CONFIG: ocp.args.JsonSave(config_json(config))}
+        if data_iter is not None:
+            args[DATA] = grain.checkpoint.CheckpointSave(data_iter)
+        self.manager.save(step, args=ocp.args.Composite(**args), force=True)
+
+    def restore(self, abstract: TrainState, shardings: TrainState, data_iter: Any = None,
+                step: int | None = None) -> TrainState:
+        """The state of `step` (default latest) placed with `shardings`; `data_iter` is set to its position."""
+        step = self.latest_step() if step is None else step
+        target = _abstract(state_dict(abstract), state_dict(shardings))
+        meta = self.manager.item_metadata(step)[STATE]
+        _check(meta, target, f"checkpoint step {step} in {str(self.directory)!r}")
+        args = {STATE: ocp.args.StandardRestore(target)}
+        if data_iter is not None:
+            args[DATA] = grain.checkpoint.CheckpointRestore(data_iter)
+        try:
+            restored = self.manager.restore(step, args=ocp.args.Composite(**args))
+        except ValueError as err:
+            if "does not exist" not in str(err):
+                raise
+            raise CheckpointError(f"checkpoint step {step} in {str(self.directory)!r} has no data-iterator state for "
+                                  f"process {jax.process_index()} of {jax.process_count()}: resume with the process "
+                                  "count that wrote it") from None
+        return TrainState(**restored[STATE])
+
+    def wait(self) -> None:
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+
+# ------------------------------------------------------------------------------------------------ init-from
+def load_params(path: str | pathlib.Path, abstract_model: Any, model_shardings: Any) -> dict:
+    """Model parameters (an NNX pure dict placed with `model_shardings`) from `path`: a training workdir (its
+    latest checkpoint's `params/model`) or a converted model directory (`swapjax_config.json`)."""
+    path = pathlib.Path(path)
+    if (path / "swapjax_config.json").is_file():
+        from swapjax.convert.saved import load_converted
+
+        mesh = jax.tree.leaves(model_shardings)[0].mesh
+        _, _, state = load_converted(path, mesh=mesh)
+        params = nnx.to_pure_dict(state)
+        check_shapes(_shapes(abstract_model), _shapes(params), what=f"converted model {str(path)!r} (train.init_from)")
+        return jax.tree.map(lambda x, s: jax.device_put(x, s), params, model_shardings)
+    directory = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    manager = ocp.CheckpointManager(directory.absolute(), item_names=(STATE, DATA, CONFIG),
+                                    options=ocp.CheckpointManagerOptions(read_only=True, create=False))
+    step = manager.latest_step()
+    if step is None:
+        raise CheckpointError(f"train.init_from = {str(path)!r} holds no complete checkpoint and no "
+                              "swapjax_config.json: pass a training workdir or a converted model directory")
+    target = {"params": {"model": _abstract(abstract_model, model_shardings)}}
+    meta = manager.item_metadata(step)[STATE]
+    _check({"params": {"model": meta["params"]["model"]}}, target,
+           f"train.init_from checkpoint step {step} in {str(directory)!r}")
+    restored = manager.restore(step, args=ocp.args.Composite(**{STATE: ocp.args.PyTreeRestore(
+        target, restore_args=ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True)}))
+    manager.close()
+    return restored[STATE]["params"]["model"]

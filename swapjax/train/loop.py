@@ -1,0 +1,191 @@
+"""`train(config, workdir)`: the whole training run (docs/design.md, "Training").
+
+1. Multi-process environments start `jax.distributed` (`hosts.initialize_distributed`).
+2. Everything is validated before anything compiles (`validate`): one `ConfigError` naming the values.
+3. The mesh comes from `config.mesh`; the run happens inside `jax.set_mesh(mesh)` so the model's activation
+   constraints apply.
+4. VAE stage (when `train.vae_steps > 0`, `vae_stage.py`), or the VAE the DiT encodes with is loaded.
+5. DiT stage: the state starts from resume -> init-from -> scratch (`checkpoint.py`), the step loop runs
+   (`run_steps.py`), and a finished run writes the inference export (EMA, `train.export_dtype`) to
+   `WORKDIR/export` and the diffusers-layout backbone to `WORKDIR/diffusers`.
+
+Stages: "1" trains the parameters under `train.stage1_trainable` plus every swap condition module (the rest
+frozen, with no optimizer state); "2" trains everything and normally starts from stage 1 with
+`train.init_from=<stage 1 workdir>`; "lora" trains low-rank adapters only (`lora.py`).
+"""
+
+from __future__ import annotations
+
+import functools
+import pathlib
+
+import jax
+from flax import nnx
+
+from swapjax.config import Config
+from swapjax.config_error import ConfigError, require
+from swapjax.losses import LossConfig
+from swapjax.models.dit import abstract_dit
+from swapjax.models.swap import SwapDiT, abstract_swap
+from swapjax.parallel import LOGICAL_AXIS_RULES, make_mesh, state_shardings
+from swapjax.train.data import ShardedBatches
+from swapjax.train.checkpoint import Checkpoints, load_params
+from swapjax.train.export import export_diffusers, export_inference, inference_params
+from swapjax.train.hosts import initialize_distributed
+from swapjax.train.lora import init_lora, lora_shardings
+from swapjax.train.objective import check_loss_terms, swap_objective
+from swapjax.train.prepare import PIXEL_KEYS, PrepareConfig, assemble_batch, encode_batch
+from swapjax.train.run_steps import Outcome, log, run_steps
+from swapjax.train.state import count, make_optimizer, new_state, plan_state, select, trainable_labels
+from swapjax.train.step import make_train_step
+from swapjax.train.vae_stage import load_vae, run_vae_stage
+from swapjax.train.writers import MetricsWriter
+
+
+def loss_config(config: Config) -> LossConfig:
+    """The run's `LossConfig` (flow matching alone when the config has no loss section)."""
+    return getattr(config, "loss", None) or LossConfig()
+
+
+def validate(config: Config, workdir: pathlib.Path) -> None:
+    """Checks the run against the devices, the data and the files it names; raises `ConfigError`."""
+    train, data = config.train, config.data
+    require(config.swap is not None, f"config {config.name!r} has no swap model (Config.swap is None): training "
+            "needs one; start from configs/swap_tiny.py")
+    check_loss_terms(loss_config(config))
+    sizes = dict(zip(("data", "fsdp", "tensor", "sequence"), config.mesh.resolve(jax.device_count())))
+    shards = sizes["data"] * sizes["fsdp"]
+    require(data.batch_size % (shards * train.grad_accum) == 0,
+            f"DataConfig.batch_size ({data.batch_size}) must be a multiple of mesh data x fsdp ({sizes['data']} x "
+            f"{sizes['fsdp']}) x train.grad_accum ({train.grad_accum}) = {shards * train.grad_accum}: change the "
+            "batch size, the mesh or grad_accum")
+    shards = train.data_shards or jax.process_count()
+    require(data.batch_size % shards == 0 and shards % jax.process_count() == 0,
+            f"DataConfig.batch_size ({data.batch_size}) must be divisible by the data shards ({shards}), and they "
+            f"by the {jax.process_count()} processes: change the batch size or train.data_shards")
+    s = config.swap.pixels_per_latent
+    _, ph, pw = config.dit.patch_size
+    require(data.height % (s * ph) == 0 and data.width % (s * pw) == 0,
+            f"DataConfig: height x width ({data.height} x {data.width}) must be multiples of {s * ph} x {s * pw} "
+            f"(VAE factor {s} x patch size {(ph, pw)})")
+    require(not data.with_condition or config.swap.condition_channels == config.vae.z_dim,
+            f"DataConfig.with_condition needs SwapConfig.condition_channels ({config.swap.condition_channels}) = "
+            f"VAEConfig.z_dim ({config.vae.z_dim}): the condition video is VAE-encoded")
+    for name in ("init_from", "vae_init", "latent_cache"):
+        path = getattr(train, name)
+        require(path is None or pathlib.Path(path).exists(),
+                f"train.{name} = {path!r} does not exist: pass an existing folder, or None")
+    require(train.latent_cache is None, "train.latent_cache: reading a latent cache is not built yet; unset it")
+    require(data.source != "tfds" or pathlib.Path(data.tfds_dir).is_dir(),
+            f"DataConfig.tfds_dir = {data.tfds_dir!r} is not a folder: build one with python -m swapjax.data.build")
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"workdir {str(workdir)!r} cannot be created ({err.strerror}): pass a writable folder") \
+            from None
+
+
+def stage1_prefixes(config: Config) -> tuple[str, ...]:
+    """Stage-1 trainable path prefixes: the configured ones plus every swap condition module."""
+    swap_keys = set(nnx.to_pure_dict(abstract_swap(config.dit, config.swap)[1]))
+    base_keys = set(nnx.to_pure_dict(abstract_dit(config.dit)[1]))
+    return tuple(config.train.stage1_trainable) + tuple(sorted(swap_keys - base_keys))
+
+
+def dit_stage(config: Config, workdir: pathlib.Path, mesh: jax.sharding.Mesh, vae_graphdef: nnx.GraphDef,
+              vae_params: dict, vae_cfg) -> Outcome:
+    """The swap DiT stage (module docstring, step 5)."""
+    train, opt = config.train, config.optimizer
+    graphdef, abstract = abstract_swap(config.dit, config.swap)
+    abstract_model = nnx.to_pure_dict(abstract)
+    model_sh = nnx.to_pure_dict(state_shardings(abstract, mesh))
+    lora = train.stage == "lora"
+    make_model = lambda key: nnx.to_pure_dict(nnx.split(SwapDiT(config.dit, config.swap, rngs=nnx.Rngs(params=key)))[1])
+
+    def with_adapters(model: dict, key: jax.Array) -> dict:
+        return {"model": model, **({"lora": init_lora(key, model, train.lora_targets, train.lora_rank)} if lora else {})}
+
+    def init_params(key: jax.Array) -> dict:
+        k_model, k_lora = jax.random.split(key)
+        return with_adapters(make_model(k_model), k_lora)
+
+    abstract_params = jax.eval_shape(init_params, jax.random.key(0))
+    param_sh = {"model": model_sh}
+    if lora:
+        param_sh["lora"] = lora_shardings(abstract_params["lora"], model_sh)
+    labels = trainable_labels(abstract_params, train.stage, stage1_prefixes(config))
+    tx = make_optimizer(opt, train.steps, labels)
+    ema = opt.ema_decay > 0
+    plan = plan_state(init_params, tx, labels, param_sh, mesh, ema=ema)
+    log(f"dit stage {train.stage}: {count(abstract_params):,} parameters, {count(select(abstract_params, labels)):,} "
+        f"trained; optimizer state {count(plan.abstract.opt_state):,} scalars")
+
+    checkpoints = Checkpoints(workdir / "checkpoints", keep=train.keep_checkpoints)
+    data = ShardedBatches(config.data, config.seed, config.train.data_shards)
+    if checkpoints.latest_step() is not None:
+        state = checkpoints.restore(plan.abstract, plan.shardings, data)
+        log(f"dit stage: resumed from step {int(jax.device_get(state.step))} in {checkpoints.directory}")
+    elif train.init_from is not None:
+        model = load_params(train.init_from, abstract_model, model_sh)
+        key = jax.random.split(jax.random.key(config.seed))
+
+        def build(model, seed_key):
+            k_params, k_run = jax.random.split(seed_key)
+            return new_state(with_adapters(model, jax.random.split(k_params)[1]), tx, labels,
+                             jax.random.key_data(k_run), ema=ema)
+
+        state = jax.jit(build, out_shardings=plan.shardings)(model, key[0])
+        log(f"dit stage: parameters from {train.init_from}; optimizer, EMA and data start fresh")
+    else:
+        state = plan.create(config.seed)
+
+    prep_cfg = PrepareConfig(swap=config.swap, text_len=train.text_len, text_dim=config.dit.text_dim,
+                             anchor_drop=train.anchor_drop, t_distribution=train.t_distribution,
+                             t_shift=train.t_shift, t_mean=train.t_mean, t_std=train.t_std,
+                             with_condition=config.data.with_condition)
+    encode = functools.partial(encode_batch, vae_graphdef, vae=vae_cfg, swap=config.swap,
+                               with_condition=config.data.with_condition)
+
+    def prepare(params, pixels, rng, step):
+        return assemble_batch(encode(params, pixels), rng, step, cfg=prep_cfg)
+
+    lora_scale = train.lora_alpha / train.lora_rank
+    step = make_train_step(swap_objective(graphdef, loss_config(config)), tx, labels, ema_decay=opt.ema_decay,
+                           grad_accum=train.grad_accum, lora_scale=lora_scale)
+    writer = MetricsWriter(workdir, enabled=jax.process_index() == 0)
+    try:
+        state, outcome = run_steps(name=f"dit stage {train.stage}", state=state, shardings=plan.shardings,
+                                   step_fn=step, prepare_fn=prepare, prepare_args=vae_params, data_iter=data,
+                                   data_keys=PIXEL_KEYS, mesh=mesh, checkpoints=checkpoints, config=config,
+                                   total=train.steps, checkpoint_every=train.checkpoint_every,
+                                   log_every=train.log_every, max_nonfinite=train.max_nonfinite_steps,
+                                   writer=writer, progress=train.progress)
+    finally:
+        writer.close()
+        checkpoints.close()
+    log(outcome.message)
+    if outcome.status == "done":
+        params = inference_params(state, lora_scale)
+        export = workdir / "export"
+        if not export.exists():
+            export_inference(export, params, config.dit, config.swap, train.export_dtype)
+            export_diffusers(workdir / "diffusers", params, config.dit)
+            log(f"dit stage: wrote the inference export {export} and the diffusers export {workdir / 'diffusers'}")
+    return outcome
+
+
+def train(config: Config, workdir: str | pathlib.Path) -> Outcome:
+    """Runs the VAE stage (if configured) and the swap DiT stage in `workdir`; returns how the run ended."""
+    initialize_distributed()
+    workdir = pathlib.Path(workdir).absolute()
+    validate(config, workdir)
+    mesh = make_mesh(config.mesh)
+    log(f"{config.name}: {jax.process_count()} process(es), {jax.device_count()} device(s), mesh "
+        f"{dict(mesh.shape)}, workdir {workdir}")
+    with jax.set_mesh(mesh), nnx.logical_axis_rules(LOGICAL_AXIS_RULES):  # abstract models resolve their axes
+        if config.train.vae_steps > 0:
+            outcome = run_vae_stage(config, workdir, mesh)
+            if outcome.status != "done":
+                return outcome
+        vae_graphdef, vae_params, vae_cfg = load_vae(config, workdir, mesh)
+        return dit_stage(config, workdir, mesh, vae_graphdef, vae_params, vae_cfg)

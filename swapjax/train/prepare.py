@@ -1,0 +1,125 @@
+"""Batch preparation, compiled apart from the train step: pixels -> the swap DiT's inputs.
+
+    latents = encode_batch(vae_graphdef, vae_params, pixels)      # VAE encode -> normalise -> pack the masks
+    model   = assemble_batch(latents, rng, step)                   # noise + t -> z_t -> fuse -> prefix frames
+
+`pixels` is a batch of the grain pipeline (`swapjax.data.pipeline`: video, mask, subject_mask, agnostic,
+reference, condition). `encode_batch` is the only part that runs the VAE; an offline latent cache
+(`swapjax.train.latent_cache`) stores its output, so large runs skip it and call `assemble_batch` alone.
+The step then sees model inputs only (docs/design.md, "Training"):
+
+  fused   `[B, f, h, w, C_in]`  [z_t | packed mask | agnostic latent | condition latent]
+  prefix  `[B, P, h, w, C_in]`  reference (and anchor) frames, or absent without prefix slots
+  t `[B]`, target `[B, f, h, w, z]` (velocity eps - x0), noisy `[B, f, h, w, z]` (z_t), latents (x0),
+  subject `[B, f, h, w]` (1 where a latent cell holds subject pixels), context `[B, Lt, text_dim]`,
+  and the pixel arrays video / reference / mask / subject_mask passed through when present (identity losses).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jaxtyping import Array, Float
+
+from swapjax import flow
+from swapjax.models.conditioning import fuse_video_inputs, pack_mask, prefix_inputs
+from swapjax.models.swap_config import SwapConfig
+from swapjax.models.vae import normalize_latents
+from swapjax.models.vae_config import VAEConfig
+
+PIXEL_KEYS = ("video", "mask", "subject_mask", "agnostic", "reference", "condition")
+LATENT_KEYS = ("latents", "agnostic_latents", "reference_latents", "mask_packed", "subject")
+PASS_THROUGH = ("video", "reference", "mask", "subject_mask")
+
+
+@dataclasses.dataclass(frozen=True)
+class PrepareConfig:
+    """What `assemble_batch` needs beyond the data (static under jit; built by the loop from the run config)."""
+
+    swap: SwapConfig
+    text_len: int
+    text_dim: int
+    anchor_drop: float = 0.5
+    t_distribution: str = "uniform"
+    t_shift: float = 1.0
+    t_mean: float = 0.0
+    t_std: float = 1.0
+    with_condition: bool = False
+
+
+def fit_reference(reference: Float[Array, "b s s 3"], height: int, width: int) -> Float[Array, "b h w 3"]:
+    """A square reference `[B, S, S, 3]` resized to the largest square inside `(height, width)` and centred on
+    a neutral (0) canvas -> `[B, H, W, 3]`, so it is one frame of the video's size."""
+    side = min(height, width)
+    b = reference.shape[0]
+    if reference.shape[1:3] != (side, side):
+        reference = jax.image.resize(reference.astype(jnp.float32), (b, side, side, 3), method="linear")
+    top, left = (height - side) // 2, (width - side) // 2
+    return jnp.pad(reference, ((0, 0), (top, height - side - top), (left, width - side - left), (0, 0)))
+
+
+def subject_grid(subject_mask: Float[Array, "b F H W"], swap: SwapConfig) -> Float[Array, "b f h w"]:
+    """1 where a latent cell (its pixel frames and pixels) holds any subject pixel, else 0 -> `[B, f, h, w]`."""
+    known = pack_mask(subject_mask, frames_per_latent=swap.frames_per_latent,
+                      pixels_per_latent=swap.pixels_per_latent)  # [B, f, h, w, t], 0 where any subject pixel
+    return 1.0 - known.min(axis=-1)
+
+
+def encode_batch(vae_graphdef: nnx.GraphDef, vae_params: Any, pixels: dict[str, jax.Array], *,
+                 vae: VAEConfig, swap: SwapConfig, with_condition: bool) -> dict[str, jax.Array]:
+    """Pixel batch -> normalised latents (the VAE posterior means) and packed masks (see module docstring)."""
+    model = nnx.merge(vae_graphdef, vae_params)
+    video = pixels["video"]  # [B, F, H, W, 3]
+    b, _, height, width, _ = video.shape
+    clips = [video, pixels["agnostic"]] + ([pixels["condition"]] if with_condition else [])
+    mean = model.encode(jnp.concatenate(clips, axis=0))[0]  # [n B, f, h, w, z]
+    z = normalize_latents(mean, vae)
+    reference = fit_reference(pixels["reference"], height, width)[:, None]  # [B, 1, H, W, 3]
+    z_r = normalize_latents(model.encode(reference)[0], vae)  # [B, 1, h, w, z]
+    out = {"latents": z[:b], "agnostic_latents": z[b:2 * b], "reference_latents": z_r,
+           "mask_packed": pack_mask(pixels["mask"], frames_per_latent=swap.frames_per_latent,
+                                    pixels_per_latent=swap.pixels_per_latent),
+           "subject": subject_grid(pixels["subject_mask"], swap)}
+    if with_condition:
+        out["condition_latents"] = z[2 * b:]
+    return out
+
+
+def assemble_batch(latents: dict[str, jax.Array], rng: jax.Array, step: jax.Array, *,
+                   cfg: PrepareConfig) -> dict[str, jax.Array]:
+    """Latent batch -> model inputs: draws t, the noise and the anchor drop from `fold_in(rng, step)` (`rng`:
+    raw key data, as in the train state), builds z_t, the fused input and the prefix frames (see module
+    docstring)."""
+    swap = cfg.swap
+    x0 = latents["latents"]  # [B, f, h, w, z]
+    b = x0.shape[0]
+    step_key = jax.random.fold_in(jax.random.wrap_key_data(rng), step)
+    key_t, key_eps, key_anchor = jax.random.split(jax.random.fold_in(step_key, 1), 3)  # the step uses step_key
+    t = flow.sample_train_t(key_t, b, shift=cfg.t_shift, distribution=cfg.t_distribution, mean=cfg.t_mean,
+                            std=cfg.t_std)  # [B]
+    eps = jax.random.normal(key_eps, x0.shape, x0.dtype)
+    tb = t[:, None, None, None, None]
+    noisy = (1.0 - tb) * x0 + tb * eps  # z_t, [B, f, h, w, z]
+    cond = latents.get("condition_latents") if cfg.with_condition else None
+    fused = fuse_video_inputs(noisy, latents["mask_packed"], latents["agnostic_latents"], cond,
+                              condition_channels=swap.condition_channels)  # [B, f, h, w, C_in]
+    out = {"fused": fused, "t": t, "target": eps - x0, "noisy": noisy, "latents": x0,
+           "subject": latents["subject"]}
+    if "context" in latents:
+        out["context"] = latents["context"]
+    else:
+        out["context"] = jnp.zeros((b, cfg.text_len, cfg.text_dim), jnp.float32)  # the null text
+    if swap.num_prefix_frames:
+        present = jax.random.uniform(key_anchor, (b,)) >= cfg.anchor_drop  # [B]
+        out["prefix"] = prefix_inputs(latents["reference_latents"] if swap.reference else None,
+                                      x0[:, :1] if swap.anchor else None, present,
+                                      mask_channels=swap.frames_per_latent,
+                                      condition_channels=swap.condition_channels)  # [B, P, h, w, C_in]
+    for key in PASS_THROUGH:
+        if key in latents:
+            out[key] = latents[key]
+    return out

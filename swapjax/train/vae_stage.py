@@ -1,0 +1,142 @@
+"""The VAE stage: trains (from scratch) or fine-tunes (from a converted Wan VAE) the VAE on the run's data, so
+a run without pretrained weights can then train the swap DiT on its latents.
+
+Objective per clip: `mean |decode(z) - video|` (L1 reconstruction, `z` drawn from the posterior) plus
+`vae_kl_weight · KL(q(z | video) || N(0, 1))` (mean over latent elements). The loop, checkpoints and resume
+are the DiT stage's (`run_steps`), in `WORKDIR/vae_stage/`. When the stage completes, the latents of
+`vae_stat_batches` batches give per-channel `latents_mean` / `latents_std` (a VAE trained from scratch does
+not have Wan's), and the EMA weights with that config are written to `WORKDIR/vae` in the converted-model
+format; a later run (or stage) finds them there and skips the stage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from swapjax.config import Config
+from swapjax.convert.saved import load_converted, save_converted
+from swapjax.models.vae import WanVAE, abstract_vae, sample_latent
+from swapjax.models.vae_config import VAEConfig
+from swapjax.parallel import state_shardings
+from swapjax.train.data import ShardedBatches
+from swapjax.train.checkpoint import Checkpoints, load_params
+from swapjax.train.export import to_host
+from swapjax.train.hosts import global_batch
+from swapjax.train.run_steps import Outcome, log, run_steps
+from swapjax.train.state import make_optimizer, new_state, overlay, plan_state, trainable_labels
+from swapjax.train.step import make_train_step
+from swapjax.train.writers import MetricsWriter
+
+VAE_DIR = "vae"
+
+
+def vae_objective(graphdef: nnx.GraphDef, kl_weight: float):
+    """`(params, batch, key, frozen) -> (loss, metrics)`: L1 reconstruction + weighted KL (module docstring)."""
+
+    def objective(params: dict, batch: dict, key: jax.Array, frozen: Any) -> tuple[jax.Array, dict]:
+        model = nnx.merge(graphdef, params)
+        video = batch["video"]  # [B, F, H, W, 3]
+        mean, logvar, _ = model.encode(video)  # [B, f, h, w, z] each
+        recon = model.decode(sample_latent(mean, logvar, key))[0]  # [B, F, H, W, 3]
+        rec = jnp.mean(jnp.abs(recon - video), axis=(1, 2, 3, 4))  # [B]
+        kl = 0.5 * jnp.mean(jnp.square(mean) + jnp.exp(logvar) - 1.0 - logvar, axis=(1, 2, 3, 4))  # [B]
+        return jnp.mean(rec + kl_weight * kl), {"loss/recon": jnp.mean(rec), "loss/kl": jnp.mean(kl)}
+
+    return objective
+
+
+def _pixels_only(params: Any, pixels: dict, rng: jax.Array, step: jax.Array) -> dict:
+    return {"video": pixels["video"]}
+
+
+def latent_stats(graphdef: nnx.GraphDef, params: dict, batches: list[dict]) -> tuple[tuple, tuple]:
+    """Per-channel mean and std of the posterior means over `batches` (global arrays)."""
+    encode = jax.jit(lambda p, v: nnx.merge(graphdef, p).encode(v)[0])
+    means = [to_host(encode(params, b["video"])) for b in batches]
+    z = np.concatenate([m.reshape(-1, m.shape[-1]) for m in means])  # [N, z]
+    std = np.maximum(z.std(axis=0), 1e-6)
+    return tuple(float(x) for x in z.mean(axis=0)), tuple(float(x) for x in std)
+
+
+def load_vae(config: Config, workdir: pathlib.Path, mesh: jax.sharding.Mesh
+             ) -> tuple[nnx.GraphDef, dict, VAEConfig]:
+    """The VAE the DiT stage encodes with: `WORKDIR/vae` (this run's VAE stage), else `train.vae_init`, else
+    a random one from the config's seed (fine for tests; real runs train or load one)."""
+    for path in (workdir / VAE_DIR, config.train.vae_init):
+        if path is not None and (pathlib.Path(path) / "swapjax_config.json").is_file():
+            _, cfg, state = load_converted(path, mesh=mesh)
+            graphdef, _ = abstract_vae(cfg)
+            return graphdef, nnx.to_pure_dict(state), cfg
+    graphdef, abstract = abstract_vae(config.vae)
+    shardings = nnx.to_pure_dict(state_shardings(abstract, mesh))
+    init = lambda key: nnx.to_pure_dict(nnx.split(WanVAE(config.vae, rngs=nnx.Rngs(params=key)))[1])
+    # The "rbg" generator compiles the VAE's ~100 initializers ~5x faster than threefry on CPU; the VAE's
+    # parameters are replicated under the rules table, so its values do not depend on the mesh.
+    key = jax.random.key(config.seed + 1, impl="rbg")
+    return graphdef, jax.jit(init, out_shardings=shardings)(key), config.vae
+
+
+def run_vae_stage(config: Config, workdir: pathlib.Path, mesh: jax.sharding.Mesh) -> Outcome:
+    """Trains the VAE for `train.vae_steps` steps (resuming if interrupted) and writes `WORKDIR/vae`."""
+    out = workdir / VAE_DIR
+    if (out / "swapjax_config.json").is_file():
+        log(f"vae stage: {out} exists, skipping the stage")
+        return Outcome("done", config.train.vae_steps)
+    train = config.train
+    cfg = config.vae
+    if train.vae_init is not None:
+        cfg = load_converted(train.vae_init)[1]
+    graphdef, abstract = abstract_vae(cfg)
+    model_sh = nnx.to_pure_dict(state_shardings(abstract, mesh))
+    param_sh = {"model": model_sh}
+    labels = trainable_labels({"model": nnx.to_pure_dict(abstract)}, "all")
+    tx = make_optimizer(config.optimizer, train.vae_steps, labels, lr=train.vae_lr)
+    ema = config.optimizer.ema_decay > 0
+    checkpoints = Checkpoints(workdir / "vae_stage" / "checkpoints", keep=train.keep_checkpoints)
+    data = ShardedBatches(config.data, config.seed, config.train.data_shards)
+    init = lambda key: {"model": nnx.to_pure_dict(nnx.split(WanVAE(cfg, rngs=nnx.Rngs(params=key)))[1])}
+    plan = plan_state(init, tx, labels, param_sh, mesh, ema=ema)
+    shardings = plan.shardings
+    if checkpoints.latest_step() is not None:
+        state = checkpoints.restore(plan.abstract, shardings, data)
+        log(f"vae stage: resumed from step {int(state.step)} in {checkpoints.directory}")
+    elif train.vae_init is not None:
+        model = load_params(train.vae_init, nnx.to_pure_dict(abstract), model_sh)
+        rng = jax.random.key_data(jax.random.split(jax.random.key(config.seed))[1])
+        state = jax.jit(lambda p, r: new_state({"model": p}, tx, labels, r, ema=ema), out_shardings=shardings)(
+            model, rng)
+        log(f"vae stage: fine-tuning {train.vae_init}")
+    else:
+        state = plan.create(config.seed)
+    writer = MetricsWriter(workdir, enabled=jax.process_index() == 0, prefix="vae_")
+    step = make_train_step(vae_objective(graphdef, train.vae_kl_weight), tx, labels,
+                           ema_decay=config.optimizer.ema_decay)
+    try:
+        state, outcome = run_steps(name="vae", state=state, shardings=shardings, step_fn=step,
+                                   prepare_fn=_pixels_only, prepare_args=None, data_iter=data, data_keys=("video",),
+                                   mesh=mesh, checkpoints=checkpoints, config=config, total=train.vae_steps,
+                                   checkpoint_every=train.checkpoint_every, log_every=train.log_every,
+                                   max_nonfinite=train.max_nonfinite_steps, writer=writer, progress=train.progress)
+    finally:
+        writer.close()
+    log(outcome.message)
+    if outcome.status != "done":
+        checkpoints.close()
+        return outcome
+    params = overlay(state.params, state.ema)["model"] if state.ema else state.params["model"]
+    batches = [global_batch(next(data), mesh, ("video",)) for _ in range(train.vae_stat_batches)]
+    mean, std = latent_stats(graphdef, params, batches)
+    cfg = dataclasses.replace(cfg, latents_mean=mean, latents_std=std)
+    nnx_state = abstract_vae(cfg)[1]
+    nnx.replace_by_pure_dict(nnx_state, to_host(params))
+    save_converted(out, "vae", cfg, nnx_state, source="swapjax.train VAE stage (EMA)")
+    checkpoints.close()
+    log(f"vae stage: wrote {out} (latents_mean/std from {train.vae_stat_batches} batches)")
+    return outcome
