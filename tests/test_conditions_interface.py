@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from swapjax.models.conditions import Condition, VideoStream, register_condition
+from swapjax.config_error import ConfigError
+from swapjax.models.conditions import Condition, VideoStream, register_condition, registry
 from swapjax.models.conditions.pose import PoseGuider
 from swapjax.models.layer_inputs import LayerInputs, combine
-from swapjax.models.swap import concat_caches, null_prefix
+from swapjax.models.swap import abstract_swap, concat_caches, null_prefix
 from swap_fixtures import ALL_ON, DIT, SWAP, apply, inputs, random_state, restrict, video_step
 
 TOY_DIM, TOY_TOKENS = 6, 3
@@ -169,3 +170,17 @@ def test_prepare_runs_once_per_video_and_guidance_branch(setup, monkeypatch):
     assert CALLS["prepare"] == 2 and len(guider_calls) == 2
     assert CALLS["layer_inputs"] == 1  # the step traced once: its per-layer inputs, no prepare inside
     assert all(np.isfinite(v).all() and v.shape == (4, 3, 4, 4, 16) for v in velocities)
+
+
+def test_registry_errors_name_the_fix(monkeypatch):
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # registrations below end with the test
+    with pytest.raises(ConfigError, match=r"extra_conditions names 'nope', which is not a registered condition "
+                                          r"\(registered: pose, identity, points, toy"):
+        abstract_swap(DIT, dataclasses.replace(SWAP, extra_conditions=("nope",)))
+    with pytest.raises(ConfigError, match=r"'pose', a built-in condition: turn it on with SwapConfig.pose_attention"):
+        abstract_swap(DIT, dataclasses.replace(SWAP, extra_conditions=("pose",)))
+    with pytest.raises(ValueError, match="condition 'toy' is already registered"):
+        register_condition("toy")(lambda cfg, swap, *, rngs: None)
+    with pytest.raises(ValueError, match="'blocks' clashes with an attribute of the swap model"):
+        register_condition("blocks")(ToyCondition)
+        abstract_swap(DIT, dataclasses.replace(SWAP, extra_conditions=("blocks",)))
