@@ -56,4 +56,5 @@ class IdentityCondition(Condition):
         return token[:, None].astype(self.dtype)  # [B, 1, D]
 
     def layer_inputs(self, prepared: Float[Array, "b 1 d"], layer: Any, video: VideoStream) -> LayerInputs:
+        """The same token `[B, 1, D]` as an extra key/value in every layer."""
         return LayerInputs(extra_tokens=prepared)

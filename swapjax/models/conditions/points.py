@@ -134,6 +134,7 @@ class PointCondition(Condition):
         return PointsPrepared(index, jnp.moveaxis(features, 0, 1))  # [B, S, K, D]
 
     def layer_xs(self) -> dict[str, jax.Array]:
+        """This layer's slot in the MLP stack and whether it has point features, `[layers]` each."""
         return self.mlps.slots()
 
     def layer_inputs(self, prepared: PointsPrepared, layer: dict[str, jax.Array], video: VideoStream

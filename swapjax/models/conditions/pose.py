@@ -118,6 +118,7 @@ class PoseCondition(Condition):
         return PosePrepared(self.guider(inputs.latent), jnp.broadcast_to(scale, (video.batch,)))
 
     def layer_xs(self) -> dict[str, jax.Array]:
+        """This layer's slot in the K'/V' stack and whether it has the branch, `[layers]` each."""
         return self.proj.slots()
 
     def layer_inputs(self, prepared: PosePrepared, layer: dict[str, jax.Array], video: VideoStream) -> LayerInputs:
