@@ -17,6 +17,7 @@ numbers without changing a shape (eps, rope theta, latent statistics, ...) must 
 
 from __future__ import annotations
 
+import functools
 import json
 import pathlib
 from typing import Any, NamedTuple
@@ -99,6 +100,16 @@ def _shapes(state: nnx.State) -> dict[str, tuple[int, ...]]:
     return {"/".join(str(k) for k in path): tuple(var.shape) for path, var in nnx.to_flat_state(state)}
 
 
+@functools.lru_cache(maxsize=16)
+def _swap_shapes(dit: DiTConfig, swap: SwapConfig) -> dict[str, tuple[int, ...]]:
+    return _shapes(abstract_swap(dit, swap)[1])
+
+
+@functools.lru_cache(maxsize=16)
+def _vae_shapes(vae: VAEConfig) -> dict[str, tuple[int, ...]]:
+    return _shapes(abstract_vae(vae)[1])
+
+
 def _agree(what: str, run: dict[str, Any], found: dict[str, Any]) -> None:
     diff = [f"{k}: config {run[k]!r}, checkpoint {found.get(k)!r}" for k in sorted(run) if run[k] != found.get(k)]
     if diff:
@@ -113,9 +124,8 @@ def check_against_config(config: Config, dit: pathlib.Path, vae: pathlib.Path) -
                               "configs/swap_tiny.py")
     dit_cfg, swap_cfg = _meta(dit, "swap")
     vae_cfg = _meta(vae, "vae")
-    check_shapes(_shapes(abstract_swap(config.dit, config.swap)[1]), _shapes(abstract_swap(dit_cfg, swap_cfg)[1]),
-                 what=f"swap model {str(dit)!r}")
-    check_shapes(_shapes(abstract_vae(config.vae)[1]), _shapes(abstract_vae(vae_cfg)[1]), what=f"VAE {str(vae)!r}")
+    check_shapes(_swap_shapes(config.dit, config.swap), _swap_shapes(dit_cfg, swap_cfg), what=f"swap model {str(dit)!r}")
+    check_shapes(_vae_shapes(config.vae), _vae_shapes(vae_cfg), what=f"VAE {str(vae)!r}")
     _agree(f"swap model {str(dit)!r}", {**architecture(config.dit), **architecture(config.swap)},
            {**architecture(dit_cfg), **architecture(swap_cfg)})
     _agree(f"VAE {str(vae)!r}", architecture(config.vae), architecture(vae_cfg))

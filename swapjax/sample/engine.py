@@ -66,7 +66,12 @@ class Engine:
         self.traces: collections.Counter = collections.Counter()  # traces per jitted function
         self.calls: collections.Counter = collections.Counter()  # calls per jitted function
         self.prefix_fn = jax.jit(self._prefix, static_argnames="fused_shape")
-        self.step_fn = jax.jit(self._step)
+        # The sample and the solver history enter and leave the step with one fixed placement (replicated under a
+        # mesh, committed to the first device without), so the first step's inputs and the later steps' (the
+        # previous step's outputs) compile to the same program.
+        self.placement = (jax.devices()[0] if mesh is None else
+                          jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+        self.step_fn = jax.jit(self._step, out_shardings=None if mesh is None else self.placement)
         self.last_step_args: Any = None  # abstract arguments of the last step call (for memory analysis)
 
     # ------------------------------------------------------------------------------------- VAE
@@ -164,7 +169,7 @@ class Engine:
                                    pixels_per_latent=self.swap.pixels_per_latent),
                  "agnostic": z_agnostic, "condition": z_condition}
         x = jax.random.normal(key, z_agnostic.shape, jnp.float32)  # [1, f, h, w, z] pure noise at sigma = 1
-        solver_state = flow.init_state(self.cfg.solver, x)
+        x, solver_state = jax.device_put((x, flow.init_state(self.cfg.solver, x)), self.placement)
         scales = jnp.asarray(scales, jnp.float32)
         for i in self._bar(range(self.cfg.num_steps), "steps", self.cfg.num_steps):
             args = (self.dit_state, cache, x, solver_state, jnp.int32(i), self.sigmas, self.times, scales, parts)

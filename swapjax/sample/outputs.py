@@ -50,6 +50,8 @@ def make_sheet(inputs: JobInputs, result: SwapResult, rows: int) -> np.ndarray:
 
 
 def write_outputs(out: str | pathlib.Path, inputs: JobInputs, result: SwapResult, *, sheet_rows: int) -> None:
-    """Writes `OUT` (video, source fps and audio) and `OUT_sheet.png`; odd frame sizes repeat an edge row/column."""
+    """Writes `OUT` (video, source fps and audio) and `OUT_sheet.png`; odd frame sizes repeat an edge row/column.
+    A missing output folder is created (only now, when there is something to put in it)."""
+    pathlib.Path(out).parent.mkdir(parents=True, exist_ok=True)
     video_io.write_video(out, result.frames, inputs.fps, audio_from=inputs.audio_from, pad_to_even=True)
     video_io.write_image(sheet_path(out), make_sheet(inputs, result, sheet_rows))
