@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import functools
 import pathlib
+from typing import Callable, NamedTuple
 
 import jax
+import optax
 from flax import nnx
 
 from swapjax.config import Config
@@ -36,7 +38,8 @@ from swapjax.train.lora import init_lora, lora_shardings
 from swapjax.train.objective import check_loss_terms, swap_objective
 from swapjax.train.prepare import PIXEL_KEYS, PrepareConfig, assemble_batch, encode_batch
 from swapjax.train.run_steps import Outcome, log, run_steps
-from swapjax.train.state import count, make_optimizer, new_state, plan_state, select, trainable_labels
+from swapjax.train.state import (StatePlan, count, make_optimizer, new_state, plan_state, select,
+                                 trainable_labels)
 from swapjax.train.step import make_train_step
 from swapjax.train.vae_stage import load_vae, run_vae_stage
 from swapjax.train.writers import MetricsWriter
@@ -92,12 +95,24 @@ def stage1_prefixes(config: Config) -> tuple[str, ...]:
     return tuple(config.train.stage1_trainable) + tuple(sorted(swap_keys - base_keys))
 
 
-def dit_stage(config: Config, workdir: pathlib.Path, mesh: jax.sharding.Mesh, vae_graphdef: nnx.GraphDef,
-              vae_params: dict, vae_cfg) -> Outcome:
-    """The swap DiT stage (module docstring, step 5)."""
+class DiTSetup(NamedTuple):
+    """What the DiT stage is built from (also what tests drive directly)."""
+
+    graphdef: nnx.GraphDef
+    abstract_model: dict  # the model's pure parameter dict of ShapeDtypeStructs
+    model_shardings: dict
+    labels: dict  # "train" / "frozen" per leaf of the params {"model", "lora"?}
+    tx: optax.GradientTransformation
+    plan: StatePlan  # abstract state, shardings, create(seed)
+    step: Callable  # the pure train step
+    lora_scale: float
+    with_adapters: Callable[[dict, jax.Array], dict]  # model params, key -> the params dict (adapters added)
+
+
+def build_dit(config: Config, mesh: jax.sharding.Mesh) -> DiTSetup:
+    """The swap DiT's labels, optimizer, state plan and train step for `config` on `mesh` (nothing allocated)."""
     train, opt = config.train, config.optimizer
     graphdef, abstract = abstract_swap(config.dit, config.swap)
-    abstract_model = nnx.to_pure_dict(abstract)
     model_sh = nnx.to_pure_dict(state_shardings(abstract, mesh))
     lora = train.stage == "lora"
     make_model = lambda key: nnx.to_pure_dict(nnx.split(SwapDiT(config.dit, config.swap, rngs=nnx.Rngs(params=key)))[1])
@@ -115,10 +130,24 @@ def dit_stage(config: Config, workdir: pathlib.Path, mesh: jax.sharding.Mesh, va
         param_sh["lora"] = lora_shardings(abstract_params["lora"], model_sh)
     labels = trainable_labels(abstract_params, train.stage, stage1_prefixes(config))
     tx = make_optimizer(opt, train.steps, labels)
-    ema = opt.ema_decay > 0
-    plan = plan_state(init_params, tx, labels, param_sh, mesh, ema=ema)
-    log(f"dit stage {train.stage}: {count(abstract_params):,} parameters, {count(select(abstract_params, labels)):,} "
-        f"trained; optimizer state {count(plan.abstract.opt_state):,} scalars")
+    plan = plan_state(init_params, tx, labels, param_sh, mesh, ema=opt.ema_decay > 0)
+    lora_scale = train.lora_alpha / train.lora_rank
+    step = make_train_step(swap_objective(graphdef, loss_config(config)), tx, labels, ema_decay=opt.ema_decay,
+                           grad_accum=train.grad_accum, lora_scale=lora_scale)
+    return DiTSetup(graphdef, nnx.to_pure_dict(abstract), model_sh, labels, tx, plan, step, lora_scale,
+                    with_adapters)
+
+
+def dit_stage(config: Config, workdir: pathlib.Path, mesh: jax.sharding.Mesh, vae_graphdef: nnx.GraphDef,
+              vae_params: dict, vae_cfg) -> Outcome:
+    """The swap DiT stage (module docstring, step 5)."""
+    train = config.train
+    setup = build_dit(config, mesh)
+    plan, labels, tx = setup.plan, setup.labels, setup.tx
+    ema = config.optimizer.ema_decay > 0
+    log(f"dit stage {train.stage}: {count(plan.abstract.params):,} parameters, "
+        f"{count(select(plan.abstract.params, labels)):,} trained; optimizer state "
+        f"{count(plan.abstract.opt_state):,} scalars")
 
     checkpoints = Checkpoints(workdir / "checkpoints", keep=train.keep_checkpoints)
     data = ShardedBatches(config.data, config.seed, config.train.data_shards)
@@ -126,12 +155,12 @@ def dit_stage(config: Config, workdir: pathlib.Path, mesh: jax.sharding.Mesh, va
         state = checkpoints.restore(plan.abstract, plan.shardings, data)
         log(f"dit stage: resumed from step {int(jax.device_get(state.step))} in {checkpoints.directory}")
     elif train.init_from is not None:
-        model = load_params(train.init_from, abstract_model, model_sh)
+        model = load_params(train.init_from, setup.abstract_model, setup.model_shardings)
         key = jax.random.split(jax.random.key(config.seed))
 
         def build(model, seed_key):
             k_params, k_run = jax.random.split(seed_key)
-            return new_state(with_adapters(model, jax.random.split(k_params)[1]), tx, labels,
+            return new_state(setup.with_adapters(model, jax.random.split(k_params)[1]), tx, labels,
                              jax.random.key_data(k_run), ema=ema)
 
         state = jax.jit(build, out_shardings=plan.shardings)(model, key[0])
@@ -149,13 +178,10 @@ def dit_stage(config: Config, workdir: pathlib.Path, mesh: jax.sharding.Mesh, va
     def prepare(params, pixels, rng, step):
         return assemble_batch(encode(params, pixels), rng, step, cfg=prep_cfg)
 
-    lora_scale = train.lora_alpha / train.lora_rank
-    step = make_train_step(swap_objective(graphdef, loss_config(config)), tx, labels, ema_decay=opt.ema_decay,
-                           grad_accum=train.grad_accum, lora_scale=lora_scale)
     writer = MetricsWriter(workdir, enabled=jax.process_index() == 0)
     try:
         state, outcome = run_steps(name=f"dit stage {train.stage}", state=state, shardings=plan.shardings,
-                                   step_fn=step, prepare_fn=prepare, prepare_args=vae_params, data_iter=data,
+                                   step_fn=setup.step, prepare_fn=prepare, prepare_args=vae_params, data_iter=data,
                                    data_keys=PIXEL_KEYS, mesh=mesh, checkpoints=checkpoints, config=config,
                                    total=train.steps, checkpoint_every=train.checkpoint_every,
                                    log_every=train.log_every, max_nonfinite=train.max_nonfinite_steps,
@@ -165,7 +191,7 @@ def dit_stage(config: Config, workdir: pathlib.Path, mesh: jax.sharding.Mesh, va
         checkpoints.close()
     log(outcome.message)
     if outcome.status == "done":
-        params = inference_params(state, lora_scale)
+        params = inference_params(state, setup.lora_scale)
         export = workdir / "export"
         if not export.exists():
             export_inference(export, params, config.dit, config.swap, train.export_dtype)

@@ -79,7 +79,7 @@ def make_train_step(objective: Objective, tx: optax.GradientTransformation, labe
         params = jax.tree.map(lambda p, u, label: p if label == FROZEN else jnp.where(applied, p + u.astype(p.dtype), p),
                               state.params, updates, labels)
         ema = ema_update(state.ema, params, labels, ema_decay, applied)
-        metrics = {"loss": loss, "grad_norm": optax.global_norm(select(grads, labels)), "finite": applied,
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(select(grads, labels)), "finite": applied,
                    "nonfinite_streak": streak, "nonfinite_total": total_bad, **aux}
         return TrainState(step=state.step + 1, params=params, opt_state=opt_state, ema=ema, rng=state.rng), metrics
 

@@ -1,0 +1,95 @@
+"""Shared pieces of the training tests: the CPU-fast config, meshes, random model batches, a compiled step."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from swapjax.config import Config, load_config
+from swapjax.parallel import LOGICAL_AXIS_RULES, MeshConfig, make_mesh
+from swapjax.train.hosts import batch_sharding
+from swapjax.train.loop import DiTSetup, build_dit
+from swapjax.train.state import replicated, select
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "swap_tiny_train.py"
+
+
+def tiny_config(*overrides: str) -> Config:
+    return load_config(CONFIG, list(overrides))
+
+
+@contextlib.contextmanager
+def on_mesh(sizes: dict[str, int] | None = None):
+    """A mesh over the first devices (default: one device), entered with the rules table as the loop does."""
+    cfg = MeshConfig(**{"data": 1, **(sizes or {})})
+    n = cfg.data * cfg.fsdp * cfg.tensor * cfg.sequence
+    mesh = make_mesh(cfg, jax.devices()[:n])
+    with jax.set_mesh(mesh), nnx.logical_axis_rules(LOGICAL_AXIS_RULES):
+        yield mesh
+
+
+def model_batch(config: Config, b: int, seed: int) -> dict[str, np.ndarray]:
+    """Random prepared inputs for the swap DiT of `config` (what `prepare.assemble_batch` hands the step)."""
+    rng = np.random.default_rng(seed)
+    d, s = config.data, config.swap
+    f, h, w = (d.num_frames - 1) // s.frames_per_latent + 1, d.height // s.pixels_per_latent, d.width // s.pixels_per_latent
+    c, z = config.dit.in_channels, config.dit.out_channels
+    return {"fused": rng.standard_normal((b, f, h, w, c)).astype(np.float32),
+            "prefix": rng.standard_normal((b, s.num_prefix_frames, h, w, c)).astype(np.float32),
+            "t": rng.uniform(0.05, 0.95, (b,)).astype(np.float32),
+            "target": rng.standard_normal((b, f, h, w, z)).astype(np.float32),
+            "subject": (rng.uniform(size=(b, f, h, w)) < 0.3).astype(np.float32),
+            "context": rng.standard_normal((b, config.train.text_len, config.dit.text_dim)).astype(np.float32)}
+
+
+def randomized(setup: DiTSetup, state, seed: int = 0):
+    """`state` with every parameter (and its EMA) moved by 0.2 N(0, 1): the init zeroes the output head and
+    the zero-init branches, so gradients would vanish and hide bugs."""
+    leaves, treedef = jax.tree.flatten(state.params)
+    keys = jax.random.split(jax.random.key(seed), len(leaves))
+    params = treedef.unflatten([p + 0.2 * jax.random.normal(k, p.shape, p.dtype) for p, k in zip(leaves, keys)])
+    params = jax.device_put(params, setup.plan.shardings.params)
+    ema = jax.tree.map(jnp.copy, select(params, setup.labels)) if state.ema else state.ema  # own buffers
+    return state.replace(params=params, ema=ema)
+
+
+def compiled_step(setup: DiTSetup, mesh: jax.sharding.Mesh, batch: dict):
+    """The train step jitted as the loop does it: explicit shardings, the state donated."""
+    batch_sh = {k: batch_sharding(mesh, np.ndim(v)) for k, v in batch.items()}
+    return jax.jit(setup.step, in_shardings=(setup.plan.shardings, batch_sh, None),
+                   out_shardings=(setup.plan.shardings, replicated(mesh)), donate_argnums=0), batch_sh
+
+
+def run(config: Config, sizes: dict[str, int] | None, batches: list[dict], seed: int = 0):
+    """Builds the state from `seed` on the mesh `sizes` and runs one step per batch -> (losses, final params
+    on the host, setup)."""
+    with on_mesh(sizes) as mesh:
+        setup = build_dit(config, mesh)
+        state = randomized(setup, setup.plan.create(seed), seed)
+        step, batch_sh = compiled_step(setup, mesh, batches[0])
+        losses = []
+        for batch in batches:
+            state, metrics = step(state, {k: jax.device_put(v, batch_sh[k]) for k, v in batch.items()}, None)
+            losses.append(float(metrics["loss"]))
+        return losses, jax.device_get(state.params), setup
+
+
+def subprocess_env(cache: pathlib.Path, devices: int = 1) -> dict[str, str]:
+    """Environment for a `train.py` child: CPU, `devices` fake devices, a shared compilation cache (later runs
+    of the same program skip compiling)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
+    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+               JAX_COMPILATION_CACHE_DIR=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0", PYTHONUNBUFFERED="1")
+    return env
+
+
+PYTHON = sys.executable
