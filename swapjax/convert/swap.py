@@ -6,7 +6,7 @@ width (52). The base's columns stay where they are (I2V's [z_t | mask | image la
 [z_t | mask | agnostic latent]; T2V's [z_t] is z_t) and the new columns start at zero, so on inputs whose
 extra channels are zero the swap model computes exactly what the base computes. The condition modules
 (pose, identity, points) come from a fresh initialisation; their output-side weights start at zero where
-that keeps the loaded model equal to the base (see `models/pose.py`, `models/points.py`).
+that keeps the loaded model equal to the base (see `models/conditions/`).
 
     cfg = load_config("configs/swap_wan2_1_14b.py")
     dit_cfg, state = convert_swap("Wan2.1-I2V-14B-480P-Diffusers/transformer", cfg)

@@ -27,6 +27,7 @@ from jaxtyping import Array, Float
 
 from swapjax.config_error import require
 from swapjax.models.execution import execution_field
+from swapjax.models.layer_adapters import stacked
 from swapjax.models.layers import DTYPES
 from swapjax.parallel import sharded_init
 
@@ -149,7 +150,8 @@ class Stage(nnx.Module):
 
     def __init__(self, cin: int, cout: int, depth: int, *, cfg: IResNetConfig, rngs: nnx.Rngs):
         self.first = IBasicBlock(cin, cout, 2, cfg=cfg, rngs=rngs)
-        self.rest = _stacked_blocks(cout, depth - 1, cfg, rngs) if depth > 1 else None
+        self.rest = (stacked(lambda r: IBasicBlock(cout, cout, 1, cfg=cfg, rngs=r), depth - 1, rngs)
+                     if depth > 1 else None)
 
     def __call__(self, x: Float[Array, "b h w ci"]) -> Float[Array, "b ho wo co"]:
         x = self.first(x)  # [B, H/2, W/2, Cout]
@@ -161,17 +163,6 @@ class Stage(nnx.Module):
             return nnx.merge(graphdef, block_state)(h), None
 
         return jax.lax.scan(body, x, state)[0]
-
-
-def _stacked_blocks(width: int, count: int, cfg: IResNetConfig, rngs: nnx.Rngs) -> IBasicBlock:
-    """`count` same-shape blocks as one module whose variables carry a leading `layers` axis."""
-
-    @nnx.split_rngs(splits=count)
-    @nnx.vmap(in_axes=(0,), out_axes=0, transform_metadata={nnx.PARTITION_NAME: "layers"})
-    def make(rngs: nnx.Rngs) -> IBasicBlock:
-        return IBasicBlock(width, width, 1, cfg=cfg, rngs=rngs)
-
-    return make(rngs)
 
 
 class IResNet(nnx.Module):
