@@ -1,4 +1,4 @@
-"""Conditional fusion (SPEC section 3): the swap DiT's input channels, per latent frame.
+"""Conditional fusion (docs/design.md, "The swap model"): the swap DiT's input channels, per latent frame.
 
 Video frames, channels-last, in this order (diffusers' Wan I2V order: latents, then [mask, image latent]):
 
