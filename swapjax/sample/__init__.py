@@ -1,4 +1,4 @@
-"""Sampling: inputs -> validate -> geometry -> VAE encode -> prefix caches -> flow steps -> decode -> composite -> files.
+"""Sampling: inputs -> validate -> geometry -> VAE encode -> prefix caches -> steps -> decode -> composite -> files.
 
 `swapjax.sample.cli` is the command line (`python sample.py`); `pipeline.swap_video(engine, inputs, ...)` runs one
 job in Python (docs/design.md, "Sampling").

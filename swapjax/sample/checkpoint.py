@@ -124,7 +124,8 @@ def check_against_config(config: Config, dit: pathlib.Path, vae: pathlib.Path) -
                               "configs/swap_tiny.py")
     dit_cfg, swap_cfg = _meta(dit, "swap")
     vae_cfg = _meta(vae, "vae")
-    check_shapes(_swap_shapes(config.dit, config.swap), _swap_shapes(dit_cfg, swap_cfg), what=f"swap model {str(dit)!r}")
+    check_shapes(_swap_shapes(config.dit, config.swap), _swap_shapes(dit_cfg, swap_cfg),
+                 what=f"swap model {str(dit)!r}")
     check_shapes(_vae_shapes(config.vae), _vae_shapes(vae_cfg), what=f"VAE {str(vae)!r}")
     _agree(f"swap model {str(dit)!r}", {**architecture(config.dit), **architecture(config.swap)},
            {**architecture(dit_cfg), **architecture(swap_cfg)})
