@@ -33,7 +33,8 @@ from swapjax.sample.inputs import JobInputs, read_case, read_inputs
 _PATH_KEYS = ("video", "case", "mask", "reference", "condition", "keypoints", "text", "out")
 _NUMBER_KEYS = ("fps", "guidance_scale", "text_guidance_scale")
 _KNOWN = set(_PATH_KEYS) | set(_NUMBER_KEYS) | {"seed"}
-_ROLES = ("_mask", "_ref", "_keypoints", "_condition", "_text")
+# files with these stem endings belong to a job; `_truth` is a ground truth that `swapjax.evaluate` reads
+_ROLES = ("_mask", "_ref", "_keypoints", "_condition", "_text", "_truth")
 
 
 @dataclasses.dataclass(frozen=True)

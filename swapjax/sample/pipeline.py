@@ -41,6 +41,7 @@ class SwapResult:
     alpha: np.ndarray  # float32 [F, H0, W0]: the composite weight of the generated video (0 = source pixel)
     region: np.ndarray  # uint8 [F, H0, W0]: the inference mask the model regenerated, in source coordinates
     report: dict[str, Any]
+    generated: np.ndarray | None = None  # uint8 [F, H0, W0, 3]: the model's video before the composite
 
 
 def letterbox(image: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -114,7 +115,7 @@ def swap_video(engine: Engine, inputs: JobInputs, cfg: SampleConfig, mask_cfg: M
     frames = composite(inputs.video, generated_src, alpha)
     region = np.maximum(geo.mask_from_model(model["region"]), inputs.mask)  # [F, H0, W0]
     report = _report(inputs, frames, alpha, plan, geo, scales)
-    return SwapResult(frames, alpha, region, report)
+    return SwapResult(frames, alpha, region, report, generated_src)
 
 
 def _report(inputs: JobInputs, frames: np.ndarray, alpha: np.ndarray, plan: list, geo: Geometry,
