@@ -70,8 +70,8 @@ def check_output(path: str | pathlib.Path, *, flag: str = "--out", replace: bool
     """Checks, before any heavy work, that `atomic_write(path)` can succeed; returns `path` as an absolute Path.
 
     `path` must not exist (unless `replace`); its nearest existing ancestor must be a folder this process can
-    create entries in (missing folders below it are created by `atomic_write`). `flag` names the option in
-    the messages. Raises `OutputError`.
+    create entries in (missing folders below it are created by `atomic_write(..., make_parents=True)`).
+    `flag` names the option in the messages. Raises `OutputError`.
     """
     path = pathlib.Path(path).absolute()
     name = f"{flag} {str(path)!r}"

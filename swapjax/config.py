@@ -10,8 +10,10 @@ raises `ConfigError` naming the values involved, so an override is validated exa
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
+import io
 import pathlib
 import types
 import typing
@@ -25,6 +27,7 @@ from swapjax.models.dit_config import DiTConfig
 from swapjax.models.swap_config import SwapConfig, validate_swap
 from swapjax.models.vae_config import VAEConfig
 from swapjax.parallel import MeshConfig
+from swapjax.sample.config import SampleConfig
 from swapjax.train.config import OptimizerConfig, TrainConfig
 
 __all__ = ["Config", "ConfigError", "load_config", "apply_overrides"]
@@ -43,6 +46,7 @@ class Config:
     swap: SwapConfig | None = None  # None: a plain Wan2.1 DiT; set: the swap model (swapjax.models.swap)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)  # swapjax.train: steps, stage, checkpoints
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    sample: SampleConfig = dataclasses.field(default_factory=SampleConfig)  # swapjax.sample: solver, steps, guidance
 
     def __post_init__(self):
         if self.swap is not None:
@@ -164,7 +168,9 @@ def _parse(hint: Any, value: str, what: str) -> Any:
                           f"{what.split('=')[0]}.<field>=...")
     tokens = _tokens(hint, value)
     try:
-        return tyro.cli(hint, args=tokens, console_outputs=False)
+        # tyro may still print its own multi-line report of a bad value; the ConfigError below says it in one line
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            return tyro.cli(hint, args=tokens, console_outputs=False)
     except SystemExit:
         raise ConfigError(f"override {what}: cannot read {value!r} as {_type_name(hint)}") from None
 

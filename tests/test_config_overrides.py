@@ -44,6 +44,18 @@ def test_a_none_section_is_created_from_defaults():
     assert cfg.swap is not None and cfg.swap.condition_channels == 0
 
 
+def test_train_and_sample_sections_take_overrides(tiny):
+    cfg = apply_overrides(tiny, ["sample.num_steps=3", "sample.guidance_scale=2.5"])
+    assert cfg.sample.num_steps == 3 and cfg.sample.guidance_scale == 2.5
+
+
+def test_bad_value_prints_nothing_but_the_error(tiny, capsys):
+    with pytest.raises(ConfigError):
+        apply_overrides(tiny, ["dit.num_layers=three"])
+    out, err = capsys.readouterr()
+    assert out == "" and err == ""
+
+
 def test_load_config_applies_overrides():
     cfg = load_config(CONFIGS / "tiny.py", ["dit.attention=splash", "data.batch_size=4"])
     assert cfg.dit.attention == "splash" and cfg.data.batch_size == 4

@@ -19,13 +19,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import io
 import json
 import pathlib
 import sys
 from typing import Any, Sequence
 
-from swapjax.config import Config, apply_overrides, load_config
+from swapjax.config import Config, load_config
 from swapjax.config_error import ConfigError
 from swapjax.convert.checkpoint_io import CheckpointError
 from swapjax.data.validate import InputError
@@ -33,7 +32,6 @@ from swapjax.sample import jobs as job_lib
 from swapjax.sample.config import SampleConfig
 
 PROG = "python sample.py"
-SAMPLE_PREFIX = "sample."
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -71,23 +69,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def load_configs(path: str, overrides: Sequence[str]) -> tuple[Config, SampleConfig]:
-    """The run config and the sample config, each with its `--set` overrides applied."""
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r} is not key=value: write e.g. --set sample.num_steps=30")
-    sample = [o[len(SAMPLE_PREFIX):] for o in overrides if o.startswith(SAMPLE_PREFIX)]
-    rest = [o for o in overrides if not o.startswith(SAMPLE_PREFIX)]
-    # tyro (which parses override values) prints its own multi-line report of a bad value before the ConfigError
-    # that says the same in one line; keep the one line
-    with contextlib.redirect_stderr(io.StringIO()):
-        config = load_config(path, rest)
-        try:
-            sample_cfg = apply_overrides(SampleConfig(), sample)
-        except ConfigError as err:
-            raise ConfigError(str(err).replace("override ", f"override {SAMPLE_PREFIX}", 1)) from None
-    if not any(o.startswith("mesh.") for o in rest):
+    """The run config with its `--set` overrides applied, and its `sample` section."""
+    config = load_config(path, overrides)
+    if not any(o.startswith("mesh.") for o in overrides):
         config = config.replace(mesh=dataclasses.replace(config.mesh, data=1, fsdp=1, tensor=1, sequence=-1))
-    return config, sample_cfg
+    return config, config.sample
 
 
 def build_jobs(args: argparse.Namespace) -> list:
