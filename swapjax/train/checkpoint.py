@@ -68,7 +68,9 @@ class Checkpoints:
     def __init__(self, directory: str | pathlib.Path, *, keep: int = 3):
         self.directory = pathlib.Path(directory).absolute()
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=True, create=True)
-        self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=(STATE, DATA, CONFIG))
+        handlers = {STATE: ocp.StandardCheckpointHandler(), DATA: grain.checkpoint.CheckpointHandler(),
+                    CONFIG: ocp.JsonCheckpointHandler()}
+        self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -122,7 +124,7 @@ def load_params(path: str | pathlib.Path, abstract_model: Any, model_shardings: 
         check_shapes(_shapes(abstract_model), _shapes(params), what=f"converted model {str(path)!r} (train.init_from)")
         return jax.tree.map(lambda x, s: jax.device_put(x, s), params, model_shardings)
     directory = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-    manager = ocp.CheckpointManager(directory.absolute(), item_names=(STATE, DATA, CONFIG),
+    manager = ocp.CheckpointManager(directory.absolute(), item_handlers={STATE: ocp.PyTreeCheckpointHandler()},
                                     options=ocp.CheckpointManagerOptions(read_only=True, create=False))
     step = manager.latest_step()
     if step is None:
