@@ -1,8 +1,9 @@
 """On-disk format of converted parameters, written by `python -m swapjax.convert` and read by `load_converted`.
 
     OUT/
-      swapjax_config.json   {"kind": "dit" | "vae" | "swap", "config": {DiTConfig or VAEConfig fields, or for
-                            a swap model {"dit": {DiTConfig fields}, "swap": {SwapConfig fields}}}, "source": ...}
+      swapjax_config.json   {"kind": "dit" | "vae" | "swap" | "umt5" | "clip_vision", "config": {the model config's
+                            fields (DiTConfig, VAEConfig, UMT5Config, ClipVisionConfig), or for a swap model
+                            {"dit": {DiTConfig fields}, "swap": {SwapConfig fields}}}, "source": ...}
       params/               Orbax StandardSave of the parameter state as a pure nested dict
 
 The directory is assembled under a temporary name next to OUT and renamed when complete (`swapjax.atomic`), so
@@ -22,15 +23,19 @@ from flax import nnx
 
 from swapjax.atomic import atomic_write, check_output
 from swapjax.convert.checkpoint_io import CheckpointError, check_shapes
+from swapjax.models.clip_vision_config import ClipVisionConfig
 from swapjax.models.dit_config import DiTConfig
 from swapjax.models.swap_config import SwapConfig
+from swapjax.models.umt5_config import UMT5Config
 from swapjax.models.vae_config import VAEConfig
 from swapjax.parallel import state_shardings
 
 CONFIG_FILE = "swapjax_config.json"
 PARAMS_DIR = "params"
-KINDS = ("dit", "vae", "swap")
-ModelConfig = DiTConfig | VAEConfig | tuple[DiTConfig, SwapConfig]  # a swap model is (its DiT, its swap options)
+KINDS = ("dit", "vae", "swap", "umt5", "clip_vision")
+# a swap model is (its DiT, its swap options)
+ModelConfig = DiTConfig | VAEConfig | UMT5Config | ClipVisionConfig | tuple[DiTConfig, SwapConfig]
+_CLASSES = {"dit": DiTConfig, "vae": VAEConfig, "umt5": UMT5Config, "clip_vision": ClipVisionConfig}
 
 
 def _fields_to_json(cfg: Any) -> dict[str, Any]:
@@ -50,7 +55,7 @@ def _config_to_json(kind: str, cfg: ModelConfig) -> dict[str, Any]:
 def _config_from_json(kind: str, fields: dict[str, Any]) -> ModelConfig:
     if kind == "swap":
         return _fields_from_json(DiTConfig, fields["dit"]), _fields_from_json(SwapConfig, fields["swap"])
-    return _fields_from_json({"dit": DiTConfig, "vae": VAEConfig}[kind], fields)
+    return _fields_from_json(_CLASSES[kind], fields)
 
 
 def abstract_state(kind: str, cfg: ModelConfig) -> nnx.State:
@@ -63,6 +68,14 @@ def abstract_state(kind: str, cfg: ModelConfig) -> nnx.State:
         from swapjax.models.swap import abstract_swap
 
         return abstract_swap(*cfg)[1]
+    if kind == "umt5":
+        from swapjax.models.umt5 import abstract_umt5
+
+        return abstract_umt5(cfg)[1]
+    if kind == "clip_vision":
+        from swapjax.models.clip_vision import abstract_clip_vision
+
+        return abstract_clip_vision(cfg)[1]
     from swapjax.models.vae import abstract_vae  # imported lazily: the DiT path must not need the VAE module
 
     return abstract_vae(cfg)[1]
