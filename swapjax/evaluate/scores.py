@@ -9,7 +9,8 @@ Regions, all in source pixels `[F, H, W]`:
   source, so these are ideal unless something is wrong); `bg_*_raw` score the model's video before the
   composite, which tells whether the DiT and VAE damaged what they were told to keep.
 
-Columns (`COLUMNS`): media checks of the written MP4 (`fps_kept`, `frames_kept`, `size_kept`, `audio_kept`);
+Columns (`COLUMNS`): `name`, `status` (ok / failed), `seconds` (the case's wall time; the first case's includes
+compilation), `frames`; media checks of the written MP4 (`fps_kept`, `frames_kept`, `size_kept`, `audio_kept`);
 `bg_psnr`, `bg_ssim`, `bg_mae` and their `_raw` twins; with a ground truth, `masked_psnr` / `masked_ssim` in the
 swapped region; `flicker` and `warp_error` of the result in the swapped region next to the source's
 (`flicker_source`, `warp_error_source`); the sampler's `seam_ratio` and `colour_drift` between windows;
