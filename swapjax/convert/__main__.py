@@ -1,7 +1,13 @@
-"""Convert a Wan2.1 transformer or VAE checkpoint to swapjax parameters.
+"""Convert a Wan2.1 transformer or VAE checkpoint, or a whole diffusers Wan pipeline, to swapjax parameters.
 
     python -m swapjax.convert --src DIR --out OUT [--kind auto|dit|vae] [--dtype float32|bfloat16] [--allow-pickle]
                               [--swap-config configs/swap_wan2_1_14b.py [--set KEY=VALUE ...]]
+    python -m swapjax.convert --pipeline Wan2.1-I2V-14B-480P-Diffusers --out converted/
+                              [--swap-config configs/swap_wan2_1_14b.py [--set KEY=VALUE ...]] [--dtype ...]
+
+`--pipeline`: every part the swap model needs (transformer, VAE, umT5 text encoder and its tokenizer, and for I2V
+the CLIP image encoder and its preprocessing) into one folder with one manifest (`swapjax.convert.pipeline`); a
+folder missing a part is one line naming it. `sample.py --pipeline OUT` reads that folder.
 
 `--src`: a diffusers model directory (`transformer/` or `vae/` of a Wan export: config.json + safetensors), an
 original Wan2.1 directory (config.json with `dim`, `num_heads`, ...) or checkpoint file. `--kind auto` reads
@@ -126,6 +132,19 @@ def convert(src: str | pathlib.Path, out: str | pathlib.Path, *, kind: str = "au
     return save_converted(out, kind, cfg, state, source=str(src))
 
 
+def convert_pipeline_cli(pipeline: str | pathlib.Path, out: str | pathlib.Path, *, dtype: str | None = None,
+                         swap_config: str | pathlib.Path | None = None, overrides: Sequence[str] = ()) -> pathlib.Path:
+    """`--pipeline`: the swap config (if any) is loaded and `out` checked before any tensor is read."""
+    from swapjax.convert.pipeline import convert_pipeline
+
+    check_output(out)
+    if overrides and swap_config is None:
+        raise ConfigError(f"--set {' '.join(overrides)} needs --swap-config: overrides change the swap model's "
+                          "config (e.g. --swap-config configs/swap_wan2_1_14b.py --set swap.anchor=false)")
+    config = load_swap_config(swap_config, overrides) if swap_config is not None else None
+    return convert_pipeline(pipeline, out, config=config, dtype=dtype)
+
+
 def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """`warnings.showwarning` for the CLI: one line per warning."""
     print(f"warning: {message}", file=sys.stderr)
@@ -133,7 +152,9 @@ def _print_warning(message, category, filename, lineno, file=None, line=None) ->
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m swapjax.convert", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--src", required=True, help="diffusers model directory or checkpoint file")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--src", help="diffusers model directory or checkpoint file")
+    source.add_argument("--pipeline", help="a whole diffusers Wan pipeline folder (every part, one manifest)")
     parser.add_argument("--out", required=True, help="output directory (must not exist)")
     parser.add_argument("--kind", choices=("auto", "dit", "vae"), default="auto")
     parser.add_argument("--dtype", choices=tuple(DTYPES), default=None, help="parameter dtype (default: the config's)")
@@ -148,8 +169,12 @@ def main(argv: list[str] | None = None) -> int:
         warnings.simplefilter("always", ConversionWarning)
         warnings.showwarning = _print_warning
         try:
-            out = convert(args.src, args.out, kind=args.kind, dtype=args.dtype, allow_pickle=args.allow_pickle,
-                          swap_config=args.swap_config, overrides=args.set)
+            if args.pipeline is not None:
+                out = convert_pipeline_cli(args.pipeline, args.out, dtype=args.dtype, swap_config=args.swap_config,
+                                           overrides=args.set)
+            else:
+                out = convert(args.src, args.out, kind=args.kind, dtype=args.dtype, allow_pickle=args.allow_pickle,
+                              swap_config=args.swap_config, overrides=args.set)
         except (CheckpointError, ConfigError, InputError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
