@@ -93,3 +93,53 @@ def subprocess_env(cache: pathlib.Path, devices: int = 1) -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+# ------------------------------------------------------------------------------------ train.py children
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def compile_cache() -> pathlib.Path:
+    """One persistent compilation cache for every `train.py` child (in the git-ignored .cache/, kept between
+    sessions: JAX keys its entries by program, version and flags, so a stale entry is never used)."""
+    path = ROOT / ".cache" / "jax_test_compilation_cache"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def train_command(workdir: pathlib.Path, *overrides: str, config: pathlib.Path = CONFIG) -> list[str]:
+    return [PYTHON, str(ROOT / "train.py"), "--config", str(config), "--workdir", str(workdir),
+            "--set", *overrides]
+
+
+def run_train(workdir: pathlib.Path, cache: pathlib.Path, *overrides: str, timeout: float = 300,
+              devices: int = 1) -> subprocess.CompletedProcess:
+    return subprocess.run(train_command(workdir, *overrides), env=subprocess_env(cache, devices), cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def losses(workdir: pathlib.Path, prefix: str = "") -> dict[int, float]:
+    """{step: loss} from a run's metrics.jsonl (the last record of each step)."""
+    from swapjax.train.writers import read_metrics
+
+    return {s: r["loss"] for s, r in read_metrics(workdir / f"{prefix}metrics.jsonl").items()}
+
+
+def wait_for_step(workdir: pathlib.Path, step: int, proc: subprocess.Popen, timeout: float = 300) -> None:
+    """Blocks until the child logged `step` (fails if it exits or the time runs out)."""
+    path, deadline = workdir / "metrics.jsonl", time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            steps = [json.loads(line)["step"] for line in path.read_text().splitlines() if line.endswith("}")]
+            if steps and max(steps) >= step:
+                return
+        if proc.poll() is not None:
+            raise AssertionError(f"train.py exited ({proc.returncode}) before step {step}: {proc.stderr.read()}")
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"train.py did not reach step {step} in {timeout} s")
