@@ -8,6 +8,12 @@
     DIT/ and VAE/               --checkpoint DIT --vae VAE (two converted folders, e.g. from python -m
                                 swapjax.convert --swap-config ... and python -m swapjax.convert --src .../vae)
 
+    PIPE/                       --pipeline PIPE (python -m swapjax.convert --pipeline ... --swap-config ...):
+      manifest.json             the parts and where they came from (`swapjax.convert.pipeline`)
+      dit/, vae/                as CKPT above
+      text_encoder/, tokenizer/ umT5 and its tokenizer files (`swapjax.encoding.TextEncoder`)
+      image_encoder/, image_processor/   CLIP vision and its preprocessing, for I2V-based models
+
 The run config (`--config`) is the authority on what the model is: before any parameter is read, the shapes
 its `DiTConfig` + `SwapConfig` and `VAEConfig` imply are compared with the checkpoint's, and one
 `CheckpointError` lists every parameter that differs with both shapes; architecture fields that change the
@@ -30,6 +36,7 @@ from swapjax.atomic import atomic_write
 from swapjax.config import Config
 from swapjax.convert import saved
 from swapjax.convert.checkpoint_io import CheckpointError, check_shapes
+from swapjax.convert.pipeline import read_manifest
 from swapjax.models.dit_config import DiTConfig
 from swapjax.models.execution import architecture
 from swapjax.models.swap import abstract_swap
@@ -69,6 +76,16 @@ def resolve(checkpoint: str | pathlib.Path, vae: str | pathlib.Path | None = Non
         raise CheckpointError(f"checkpoint {str(root)!r} holds no {DIT_DIR}/ and {VAE_DIR}/ converted models: pass a "
                               "folder written by save_sampling_checkpoint, or a swap model with --vae")
     return root / DIT_DIR, root / VAE_DIR
+
+
+def pipeline_parts(folder: str | pathlib.Path) -> dict[str, pathlib.Path]:
+    """{part: folder} of a converted pipeline (`CheckpointError` naming the folder or a missing part)."""
+    parts = read_manifest(folder)
+    missing = [p for p in (DIT_DIR, VAE_DIR, "text_encoder", "tokenizer") if p not in parts]
+    if missing:
+        raise CheckpointError(f"--pipeline {str(folder)!r} has no {', '.join(f'{m}/' for m in missing)}: convert the "
+                              "whole pipeline with python -m swapjax.convert --pipeline ... --swap-config ...")
+    return parts
 
 
 def _meta(folder: pathlib.Path, kind: str) -> Any:

@@ -5,6 +5,11 @@
     python sample.py ... --case case.npz --out out/case.mp4            # one NPZ: source, mask, reference
     python sample.py ... --jobs jobs.json                               # batch: a JSON job list
     python sample.py ... --batch clips/ --out-dir out/                  # batch: a folder
+    python sample.py --config configs/swap_wan2_1_14b.py --pipeline converted/ --prompt "a tabby cat" ...
+
+`--pipeline` (a folder from `python -m swapjax.convert --pipeline`) replaces `--checkpoint`: its umT5 encodes
+`--prompt` (and `--negative-prompt`, the empty prompt by default, for the null guidance branch) and, for I2V-based
+models, its CLIP encodes every job's reference; both run and are released before the DiT loads.
 
 `--set key=value` overrides the run config (`dit.attention=cudnn`, `mesh.sequence=-1`) or, under `sample.`, the
 `SampleConfig` (`sample.num_steps=30`, `sample.guidance_scale=4.5`). The checkpoint layout is documented in
@@ -46,7 +51,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line of `sample.py` (see the module docstring)."""
     p = _OneLineParser(prog=PROG, description="Swap the subject of videos with a swapjax swap model.")
     p.add_argument("--config", required=True, help="run config, e.g. configs/swap_tiny.py")
-    p.add_argument("--checkpoint", required=True, help="folder with dit/ and vae/, or a converted swap model")
+    model = p.add_mutually_exclusive_group(required=True)
+    model.add_argument("--checkpoint", help="folder with dit/ and vae/, or a converted swap model")
+    model.add_argument("--pipeline", help="a converted pipeline (python -m swapjax.convert --pipeline): the swap "
+                       "model, VAE and the text/image encoders that encode --prompt and each reference")
     p.add_argument("--vae", help="converted VAE folder (when --checkpoint is the swap model alone)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--video", help="source video: video file, frame folder, or .npz/.npy")
@@ -58,6 +66,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--condition", help="rendered condition video (pose / landmarks)")
     p.add_argument("--keypoints", help="JSON keypoint track, rendered as the condition video")
     p.add_argument("--text", help=".npy text-encoder embeddings [tokens, width]")
+    p.add_argument("--prompt", help="with --pipeline: the prompt, encoded by its umT5 (a job's own text is kept)")
+    p.add_argument("--negative-prompt", default="", help="with --pipeline: the null guidance branch's prompt "
+                   "(default: the empty prompt)")
     p.add_argument("--fps", type=float, help="frame rate for frame folders and arrays (default 24)")
     p.add_argument("--out", help="result video (.mp4); the sheet goes to OUT_sheet.png")
     p.add_argument("--out-dir", help="output folder for --batch")
@@ -131,7 +142,15 @@ def run(args: argparse.Namespace) -> int:
         if args.quiet:
             sample_cfg = sample_cfg.replace(progress=False)
         jobs = build_jobs(args)
-        ckpt = checkpoint.resolve(args.checkpoint, args.vae)
+        if args.pipeline is None and (args.prompt is not None or args.negative_prompt):
+            raise InputError("--prompt / --negative-prompt need --pipeline (the text encoder lives there); with "
+                             "--checkpoint pass embeddings with --text")
+        if args.pipeline is not None and args.vae is not None:
+            raise InputError("--vae belongs to --checkpoint; a --pipeline folder holds its own vae/")
+        root = args.pipeline or args.checkpoint
+        if args.pipeline is not None:
+            checkpoint.pipeline_parts(args.pipeline)
+        ckpt = checkpoint.resolve(root, args.vae)
         checkpoint.check_against_config(config, *ckpt)
     except (InputError, ConfigError, CheckpointError) as err:
         _say(str(err))
@@ -153,14 +172,24 @@ def run(args: argparse.Namespace) -> int:
         from swapjax.sample.pipeline import swap_video
 
         mesh = _mesh(config)
-        models = checkpoint.load_models(config, args.checkpoint, args.vae, mesh=mesh)  # built abstractly: no mesh set
+        contexts = None
+        if args.pipeline is not None:  # the encoders run (and are released) before the DiT loads
+            from swapjax.sample.contexts import encode_contexts
+
+            contexts = encode_contexts(args.pipeline, runnable, lambda job: job.read(text_dim).reference,
+                                       prompt=args.prompt, negative_prompt=args.negative_prompt,
+                                       text_len=sample_cfg.text_len, dit_cfg=config.dit)
+        models = checkpoint.load_models(config, root, args.vae, mesh=mesh)  # built abstractly: no mesh set
         engine = Engine(models, sample_cfg, mesh=mesh)
 
         def work(job: job_lib.Job) -> dict[str, Any]:
             outputs.check_outputs(job.out, overwrite=args.overwrite)
             inputs = job.read(text_dim)
+            extra: dict[str, Any] = {}
+            if contexts is not None:
+                inputs, extra = contexts.apply(job, inputs)
             result = swap_video(engine, inputs, sample_cfg, config.data.mask, guidance=job.guidance_scale,
-                                text_guidance=job.text_guidance_scale, seed=job.seed)
+                                text_guidance=job.text_guidance_scale, seed=job.seed, **extra)
             outputs.write_outputs(job.out, inputs, result, sheet_rows=sample_cfg.sheet_frames)
             return result.report
 

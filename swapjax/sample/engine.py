@@ -10,7 +10,9 @@ solver history, the step index, the schedule, the guidance scales, and the per-v
 step, window, video of the same shape or guidance value reuses the compiled step; `traces` counts how often
 each function was traced. Guidance branches run as one batch: `[conditional; null]`, or with a separate text
 scale `[null; reference only; reference + text]` (`swapjax.flow.cfg_velocity` / `two_branch_velocity`).
-Null inputs are a zero reference latent (the anchor kept) and zero text embeddings.
+Null inputs are a zero reference latent (the anchor kept), the encoded negative prompt (`WindowInputs.null_text`;
+zero text embeddings without one) and, for I2V-based models, zero image tokens (as many as the reference's, which
+attend exactly like the model's one-zero-token null).
 
 Under a mesh (`with jax.set_mesh(mesh):` in the entry point, parameters placed by `swapjax.parallel` rules)
 the model's activation constraints shard the video tokens over `sequence` and gather keys/values, so the same
@@ -48,6 +50,8 @@ class WindowInputs(NamedTuple):
     anchor: np.ndarray | None  # float32 [H, W, 3]: the previous window's last frame; None for the first
     text: np.ndarray | None  # float32 [Lt, text_dim]
     conditions: dict[str, Any] | None = None  # more condition inputs for this window (batch 1), e.g. "points"
+    image: np.ndarray | None = None  # float32 [Li, image_dim]: CLIP tokens of the reference (I2V-based models)
+    null_text: np.ndarray | None = None  # float32 [Lt, text_dim]: the negative prompt's embeddings (None: zeros)
 
 
 class Engine:
@@ -100,14 +104,14 @@ class Engine:
         return np.concatenate(parts, axis=1)
 
     # ---------------------------------------------------------------------------------- the DiT
-    def _prefix(self, state, prefix: jax.Array | None, context: jax.Array, conditions: dict[str, Any], *,
-                fused_shape: tuple[int, ...]) -> PrefixCache:
+    def _prefix(self, state, prefix: jax.Array | None, context: jax.Array, conditions: dict[str, Any],
+                image: jax.Array | None = None, *, fused_shape: tuple[int, ...]) -> PrefixCache:
         """Once per window: every branch's prefix K/V and every condition's per-video features."""
         self.traces["prefix"] += 1
         branches = context.shape[0]
         repeat = lambda a: jnp.repeat(a, branches, axis=0)  # noqa: E731  (the same conditions in every branch)
         inputs = SwapInputs(fused=jnp.zeros((branches, *fused_shape[1:]), jnp.float32),  # only its shape is read
-                            t=jnp.zeros((branches,), jnp.float32), context=context, prefix=prefix,
+                            t=jnp.zeros((branches,), jnp.float32), context=context, image_context=image, prefix=prefix,
                             conditions=jax.tree.map(repeat, conditions) or None)
         return swap_prefix_cache(self.dit_graph, state, inputs)
 
@@ -126,28 +130,37 @@ class Engine:
             v = flow.two_branch_velocity(v[:1], v[1:2], v[2:], scales[0], scales[1])
         return flow.solver_step(self.cfg.solver, solver_state, x, v, i, sigmas)
 
-    def _branches(self, z_ref: jax.Array, z_anchor: jax.Array | None, text: np.ndarray | None
-                  ) -> tuple[jax.Array | None, np.ndarray]:
-        """(prefix frames `[nb, P, h, w, C_in]` or None, text contexts `[nb, Lt, text_dim]`) of the branches."""
-        swap = self.swap
-        present = jnp.array([z_anchor is not None])
-        z_a = jnp.zeros_like(z_ref) if z_anchor is None else z_anchor
+    def _text(self, text: np.ndarray | None) -> np.ndarray:
+        """float32 `[1, text_len, text_dim]`: `text` zero-padded or cut to `text_len` (zeros for None)."""
         context = np.zeros((1, self.cfg.text_len, self.dit_cfg.text_dim), np.float32)
         if text is not None:
             n = min(len(text), self.cfg.text_len)
-            context[0, :n] = text[:n]  # zero-padded or cut to text_len
-        null_context = np.zeros_like(context)
+            context[0, :n] = text[:n]
+        return context
+
+    def _branches(self, z_ref: jax.Array, z_anchor: jax.Array | None, text: np.ndarray | None,
+                  null_text: np.ndarray | None = None, image: np.ndarray | None = None
+                  ) -> tuple[jax.Array | None, np.ndarray, np.ndarray | None]:
+        """(prefix frames `[nb, P, h, w, C_in]` or None, text contexts `[nb, Lt, text_dim]`, image tokens
+        `[nb, Li, image_dim]` or None) of the branches; the null branch reads zero image tokens."""
+        swap = self.swap
+        present = jnp.array([z_anchor is not None])
+        z_a = jnp.zeros_like(z_ref) if z_anchor is None else z_anchor
+        context, null_context = self._text(text), self._text(null_text)
         prefix = null = None
         if swap.num_prefix_frames:
             kw = dict(mask_channels=swap.frames_per_latent, condition_channels=swap.condition_channels)
             prefix = prefix_inputs(z_ref if swap.reference else None, z_a if swap.anchor else None, present, **kw)
             null = null_prefix(z_ref, swap, z_a, present)
+        tokens = None if image is None else np.asarray(image, np.float32)[None]  # [1, Li, image_dim]
+        no_tokens = None if image is None else np.zeros_like(tokens)
         if self.cfg.num_branches == 2:
-            order = [(prefix, context), (null, null_context)]
+            order = [(prefix, context, tokens), (null, null_context, no_tokens)]
         else:
-            order = [(null, null_context), (prefix, null_context), (prefix, context)]
-        prefixes = None if prefix is None else jnp.concatenate([p for p, _ in order], axis=0)
-        return prefixes, np.concatenate([c for _, c in order], axis=0)
+            order = [(null, null_context, no_tokens), (prefix, null_context, tokens), (prefix, context, tokens)]
+        prefixes = None if prefix is None else jnp.concatenate([p for p, _, _ in order], axis=0)
+        images = None if image is None else np.concatenate([i for _, _, i in order], axis=0)
+        return prefixes, np.concatenate([c for _, c, _ in order], axis=0), images
 
     def generate(self, window: WindowInputs, key: jax.Array, scales: jax.Array) -> np.ndarray:
         """Samples one window: float32 numpy pixels `[L, H, W, 3]` in [-1, 1] (before the composite)."""
@@ -158,12 +171,13 @@ class Engine:
         z_anchor = None
         if self.swap.anchor and window.anchor is not None:
             z_anchor = self.encode_image(window.anchor)
-        prefixes, contexts = self._branches(window.reference, z_anchor, window.text)
+        prefixes, contexts, images = self._branches(window.reference, z_anchor, window.text, window.null_text,
+                                                    window.image)
         conditions = dict(window.conditions or {})
         if self.swap.pose_attention and z_condition is not None:
             conditions["pose"] = PoseInputs(latent=z_condition)
         fused_shape = (*z_agnostic.shape[:4], self.dit_cfg.in_channels)
-        cache = self.prefix_fn(self.dit_state, prefixes, contexts, conditions, fused_shape=fused_shape)
+        cache = self.prefix_fn(self.dit_state, prefixes, contexts, conditions, images, fused_shape=fused_shape)
         self.calls["prefix"] += 1
         parts = {"mask": pack_mask(mask, frames_per_latent=self.swap.frames_per_latent,
                                    pixels_per_latent=self.swap.pixels_per_latent),

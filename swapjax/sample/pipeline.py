@@ -82,8 +82,11 @@ def _model_space(inputs: JobInputs, geo: Geometry, mask_cfg: MaskConfig) -> dict
 
 def swap_video(engine: Engine, inputs: JobInputs, cfg: SampleConfig, mask_cfg: MaskConfig, *,
                guidance: float | None = None, text_guidance: float | None = None,
-               seed: int | None = None) -> SwapResult:
-    """Runs one job (see the module docstring); `guidance` / `text_guidance` / `seed` override the config's."""
+               seed: int | None = None, image_context: np.ndarray | None = None,
+               null_text: np.ndarray | None = None) -> SwapResult:
+    """Runs one job (see the module docstring); `guidance` / `text_guidance` / `seed` override the config's.
+    `image_context`: CLIP tokens of the reference `[Li, image_dim]` (I2V-based models, `swapjax.encoding`);
+    `null_text`: the negative prompt's embeddings for the null guidance branch (default: zeros)."""
     num_frames = inputs.video.shape[0]
     geo = plan_geometry(inputs.video.shape[1:3], inputs.mask, cfg)
     model = _model_space(inputs, geo, mask_cfg)
@@ -104,7 +107,7 @@ def swap_video(engine: Engine, inputs: JobInputs, cfg: SampleConfig, mask_cfg: M
             pixels=to_unit(pad_frames(model["video"][span], w.length)),
             mask=pad_frames(model["region"][span], w.length).astype(np.float32),
             condition=None if cond is None else to_unit(pad_frames(cond[span], w.length)),
-            reference=reference, anchor=anchor, text=inputs.text)
+            reference=reference, anchor=anchor, text=inputs.text, image=image_context, null_text=null_text)
         generated = engine.generate(window, jax.random.fold_in(key, k), scales)[:w.stop - w.start]  # [n, H, W, 3]
         last = w.stop - 1
         anchor = composite_float(to_unit(model["video"][last]), generated[-1], alpha_model[last])
