@@ -54,3 +54,19 @@ def test_prompt_without_pipeline_is_one_error_line(tmp_path):
                    "--out", str(tmp_path / "out.mp4"), cwd=tmp_path)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and "--prompt / --negative-prompt need --pipeline" in lines[0]
+
+
+def test_guidance_branches_carry_image_tokens_and_the_negative_prompt():
+    import jax.numpy as jnp
+
+    from sample_fixtures import SAMPLE, random_models
+    from swapjax.sample.engine import Engine
+
+    engine = Engine(random_models(), SAMPLE)  # two branches: [conditional; null]
+    text, null, image = np.ones((4, 32), np.float32), np.full((3, 32), 2.0, np.float32), np.ones((5, 32), np.float32)
+    _, contexts, images = engine._branches(jnp.zeros((1, 1, 4, 4, 16)), None, text, null, image)
+    assert images.shape == (2, 5, 32) and images[0].all() and not images[1].any()  # the null branch: zero tokens
+    assert (contexts[0, :4] == 1).all() and not contexts[0, 4:].any()
+    assert (contexts[1, :3] == 2).all() and not contexts[1, 3:].any()  # the negative prompt, zero-padded
+    _, _, none = engine._branches(jnp.zeros((1, 1, 4, 4, 16)), None, text)
+    assert none is None
