@@ -53,7 +53,8 @@ class ClipVisionConfig:
                 f"{self.num_layers + 1} hidden states (-{self.num_layers + 1}..{self.num_layers}); Wan uses -2")
         require(self.hidden_act in ACTIVATION_FNS,
                 f"ClipVisionConfig.hidden_act ({self.hidden_act!r}) must be one of {tuple(ACTIVATION_FNS)}")
-        require(self.attention in BACKENDS, f"ClipVisionConfig.attention ({self.attention!r}) must be one of {BACKENDS}")
+        require(self.attention in BACKENDS,
+                f"ClipVisionConfig.attention ({self.attention!r}) must be one of {BACKENDS}")
         require(self.param_dtype in DTYPES and self.dtype in DTYPES,
                 f"ClipVisionConfig: param_dtype ({self.param_dtype!r}) and dtype ({self.dtype!r}) must be in "
                 f"{tuple(DTYPES)}")
