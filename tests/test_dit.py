@@ -14,7 +14,9 @@ from flax import nnx
 from swapjax.config import load_config
 from swapjax.models.dit_config import DiTConfig
 from swapjax.models.dit import WanDiT, abstract_dit, dit_apply, init_dit
+from swapjax.models.layer_inputs import LayerInputs
 from swapjax.parallel import LOGICAL_AXIS_RULES, MESH_AXES, state_shardings
+from swap_reference import dense_block
 
 CFG = DiTConfig(num_heads=2, head_dim=16, in_channels=4, out_channels=4, text_dim=32, freq_dim=32, ffn_dim=64,
                 num_layers=2)
@@ -61,9 +63,12 @@ def test_prefix_stream_equals_dense_masked_pass():
 
         t_tok = jnp.concatenate([jnp.zeros((2, lp)), jnp.repeat(t[:, None], lv, axis=1)], axis=1)  # [B, L]
         _, e = model.embed_time(t_tok, lp + lv)
-        mask = np.ones((lp + lv, lp + lv), bool)
-        mask[:lp, lp:] = False  # prefix queries see only prefix keys
-        x_out, _ = model.run_blocks(jnp.concatenate([xp, xv], 1), e, text, None, model.rope((4, 2, 2)), mask=mask)
+        # one pass over [prefix; video] with the one-way rule as a dense mask (prefix queries see only prefix keys)
+        block_def, block_state = nnx.split(model.blocks)
+        x_out = jnp.concatenate([xp, xv], 1)
+        for i in range(CFG.num_layers):
+            block = nnx.merge(block_def, jax.tree.map(lambda p: p[i], block_state))
+            x_out = dense_block(block, x_out, e, text, None, model.rope((4, 2, 2)), lp, LayerInputs())
         return x_out[:, :lp], x_out[:, lp:], xp_out, xv_out, kv
 
     dense_p, dense_v, xp_out, xv_out, kv = both(state, ref_latent, video, t, context)
