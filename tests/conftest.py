@@ -9,3 +9,11 @@ import jax  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", 8)
 jax.config.update("jax_default_matmul_precision", "highest")
+
+from hypothesis import settings  # noqa: E402
+
+# Property tests draw the same examples on every run (CI must not pass or fail by chance); run them with
+# `--hypothesis-profile=explore` to search new examples locally.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile("ci")
