@@ -2,8 +2,10 @@
 (2 heads × 16, FFN 64, 2 layers, text and CLIP-image width 32) reading the 52 fused channels, with the
 reference and anchor slots. The optional conditions are sized for tests and off; tests turn them on.
 
-Used by tests/test_swap*.py and tests/test_pose_identity_points.py; `python train.py --config
-configs/swap_tiny.py` and `python sample.py --config configs/swap_tiny.py` once those entry points land.
+Used by tests/test_swap*.py and tests/test_pose_identity_points.py, and run with
+
+    python train.py --config configs/swap_tiny.py --workdir runs/swap_tiny
+    python sample.py --config configs/swap_tiny.py --checkpoint CKPT --video V --mask M --reference R --out out.mp4
 """
 
 import dataclasses

@@ -4,9 +4,13 @@ the reference slot and the anchor slot (prepended latent frames, one-way attenti
 the identity token and semantic points are available in SwapConfig and off. 16,395,206,464 parameters
 (I2V-14B + 16·4·5120 new patch-embedding weights; tests/test_swap.py checks it with jax.eval_shape).
 
-Weights: `python -m swapjax.convert --src Wan2.1-I2V-14B-480P-Diffusers/transformer --out ckpt/wan14b_i2v_dit`,
-then `swapjax.convert.swap.convert_swap(src, get_config())` widens it (new columns zero). train.py / sample.py
-take it with `--config` once they land. bf16 compute, full remat: trains sharded (FSDP) only.
+Weights (the base widened, new columns zero):
+
+    python -m swapjax.convert --src Wan2.1-I2V-14B-480P-Diffusers/transformer --out ckpt/swap14b \
+        --swap-config configs/swap_wan2_1_14b.py
+
+then `python train.py --config configs/swap_wan2_1_14b.py --workdir runs/swap14b --set train.init_from=...` or
+`python sample.py --config configs/swap_wan2_1_14b.py --checkpoint ...`. bf16 compute, full remat: trains sharded (FSDP) only.
 """
 
 import dataclasses

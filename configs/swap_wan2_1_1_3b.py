@@ -2,9 +2,12 @@
 52-channel patch embedding whose first 16 input columns come from T2V and the rest start at zero, the reference
 and anchor slots, and no CLIP image branch (T2V has none). 1,419,217,984 parameters (T2V-1.3B + 36·4·1536).
 
-Weights: `python -m swapjax.convert --src Wan2.1-T2V-1.3B-Diffusers/transformer --out ckpt/wan1.3b_dit`, then
-`swapjax.convert.swap.convert_swap(src, get_config())`. train.py / sample.py take it with `--config` once they
-land. Note the base never saw the mask and agnostic channels: expect to train longer than from I2V-14B.
+Weights (the base widened, new columns zero):
+
+    python -m swapjax.convert --src Wan2.1-T2V-1.3B-Diffusers/transformer --out ckpt/swap1.3b \
+        --swap-config configs/swap_wan2_1_1_3b.py
+
+then `python train.py --config configs/swap_wan2_1_1_3b.py --workdir runs/swap1.3b` (or sample.py). Note the base never saw the mask and agnostic channels: expect to train longer than from I2V-14B.
 """
 
 import dataclasses

@@ -29,6 +29,14 @@ def test_config_loads_and_builds(path):
     assert param_count(state) > 0
 
 
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.stem)
+def test_config_docstring_names_the_command_that_runs_it(path):
+    doc = path.read_text().split('"""')[1]
+    assert "python " in doc, f"{path.name}: say in the docstring which command runs this config"
+    if path.stem.startswith("swap") or path.stem == "demo":
+        assert f"configs/{path.name}" in doc, f"{path.name}: the command should pass this file as --config"
+
+
 def test_config_names_are_unique():
     names = [load_config(p).name for p in CONFIG_FILES]
     assert len(names) == len(set(names))
