@@ -8,13 +8,13 @@ input (one line naming it).
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    from swapjax.cli_parser import OneLineParser
+
+    parser = OneLineParser(prog="python train.py", description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="a configs/*.py file whose get_config() returns a Config")
     parser.add_argument("--workdir", required=True, help="folder for checkpoints, metrics and exports")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", dest="overrides",

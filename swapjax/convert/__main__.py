@@ -25,7 +25,6 @@ Either way nothing is left behind. Warnings (NaN/Inf weights, replaced VAE stati
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import pathlib
 import sys
@@ -37,6 +36,7 @@ import numpy as np
 from flax import nnx
 
 from swapjax.atomic import Terminated, check_output
+from swapjax.cli_parser import OneLineParser
 from swapjax.config import Config, load_config
 from swapjax.config_error import ConfigError
 from swapjax.convert.checkpoint_io import CheckpointError, ConversionWarning, TensorReader, read_json_config
@@ -151,7 +151,7 @@ def _print_warning(message, category, filename, lineno, file=None, line=None) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m swapjax.convert", description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="python -m swapjax.convert", description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--src", help="diffusers model directory or checkpoint file")
     source.add_argument("--pipeline", help="a whole diffusers Wan pipeline folder (every part, one manifest)")

@@ -11,23 +11,16 @@ line, after removing what was written. Train with
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
 
+from swapjax.cli_parser import OneLineParser
 from swapjax.atomic import Terminated, check_output
 from swapjax.data.validate import InputError
 
 PROG = "python -m swapjax.data.build"
 
-
-class _OneLineParser(argparse.ArgumentParser):
-    """argparse that reports a bad command line in one `error:` line (exit 2) instead of usage + message."""
-
-    def error(self, message: str):
-        print(f"error: {message}: see {PROG} --help", file=sys.stderr)
-        sys.exit(2)
 
 
 def check_max_record_mib(value: float) -> float:
@@ -41,7 +34,7 @@ def check_max_record_mib(value: float) -> float:
 def main(argv: list[str] | None = None) -> int:
     """Runs the CLI; returns the exit code (0 built; 2 for bad input, a full disk, or SIGTERM / Ctrl-C
     while building; every failure is one line on stderr and leaves --out as it was)."""
-    parser = _OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("--src", required=True, help="folder of videos + masks (+ keypoints)")
     parser.add_argument("--out", required=True, help="TFDS data dir; the dataset lands in OUT/swap_clips/1.0.0")
     parser.add_argument("--max-record-mib", type=float, default=512.0,

@@ -24,6 +24,7 @@ import sys
 import time
 from typing import Any, Sequence
 
+from swapjax.cli_parser import OneLineParser
 from swapjax.atomic import check_output
 from swapjax.config_error import ConfigError
 from swapjax.convert.checkpoint_io import CheckpointError
@@ -35,17 +36,10 @@ PROG = "python -m swapjax.evaluate"
 TILE = 128  # contact-sheet tile side in pixels
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """argparse reporting a bad command line as one `error:` line (exit 2)."""
-
-    def error(self, message: str):
-        print(f"error: {message}: see {PROG} --help", file=sys.stderr)
-        sys.exit(2)
-
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line (see the module docstring)."""
-    p = _OneLineParser(prog=PROG, description="Sample and score swap cases with a swapjax checkpoint.")
+    p = OneLineParser(prog=PROG, description="Sample and score swap cases with a swapjax checkpoint.")
     p.add_argument("--cases", required=True, help="folder of cases or a JSON list of them")
     p.add_argument("--checkpoint", required=True, help="folder with dit/ and vae/, or a converted swap model")
     p.add_argument("--out", required=True, help="output folder for the videos, the table and the sheet")

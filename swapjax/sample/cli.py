@@ -29,6 +29,7 @@ import pathlib
 import sys
 from typing import Any, Sequence
 
+from swapjax.cli_parser import OneLineParser
 from swapjax.config import Config, load_config
 from swapjax.config_error import ConfigError
 from swapjax.convert.checkpoint_io import CheckpointError
@@ -39,17 +40,10 @@ from swapjax.sample.config import SampleConfig
 PROG = "python sample.py"
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """argparse reporting a bad command line as one `error:` line (exit 2)."""
-
-    def error(self, message: str):
-        print(f"error: {message}: see {PROG} --help", file=sys.stderr)
-        sys.exit(2)
-
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line of `sample.py` (see the module docstring)."""
-    p = _OneLineParser(prog=PROG, description="Swap the subject of videos with a swapjax swap model.")
+    p = OneLineParser(prog=PROG, description="Swap the subject of videos with a swapjax swap model.")
     p.add_argument("--config", required=True, help="run config, e.g. configs/swap_tiny.py")
     model = p.add_mutually_exclusive_group(required=True)
     model.add_argument("--checkpoint", help="folder with dit/ and vae/, or a converted swap model")
