@@ -118,8 +118,8 @@ def train_command(workdir: pathlib.Path, *overrides: str, config: pathlib.Path =
 
 
 def run_train(workdir: pathlib.Path, cache: pathlib.Path, *overrides: str, timeout: float = 300,
-              devices: int = 1) -> subprocess.CompletedProcess:
-    return subprocess.run(train_command(workdir, *overrides), env=subprocess_env(cache, devices), cwd=ROOT,
+              devices: int = 1, config: pathlib.Path = CONFIG) -> subprocess.CompletedProcess:
+    return subprocess.run(train_command(workdir, *overrides, config=config), env=subprocess_env(cache, devices), cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
 
 

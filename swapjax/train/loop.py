@@ -194,9 +194,13 @@ def dit_stage(config: Config, workdir: pathlib.Path, mesh: jax.sharding.Mesh, va
         params = inference_params(state, setup.lora_scale)
         export = workdir / "export"
         if not export.exists():
-            export_inference(export, params, config.dit, config.swap, train.export_dtype)
             export_diffusers(workdir / "diffusers", params, config.dit)
-            log(f"dit stage: wrote the inference export {export} and the diffusers export {workdir / 'diffusers'}")
+            if jax.process_count() == 1:
+                export_inference(export, params, config.dit, config.swap, train.export_dtype)
+                log(f"dit stage: wrote the inference export {export} and the diffusers export {workdir / 'diffusers'}")
+            else:  # the converted format's writer is single-process; the checkpoint holds the EMA weights
+                log(f"dit stage: wrote the diffusers export {workdir / 'diffusers'}; the inference export is written by "
+                    "single-process runs (the latest checkpoint holds the same EMA weights)")
     return outcome
 
 

@@ -156,19 +156,23 @@ class StatePlan(NamedTuple):
 
 
 def plan_state(init_params: Callable[[jax.Array], dict], tx: optax.GradientTransformation, labels: Mapping,
-               param_shardings: dict, mesh: jax.sharding.Mesh, *, ema: bool) -> StatePlan:
+               param_shardings: dict, mesh: jax.sharding.Mesh, *, ema: bool, key_impl: str | None = None
+               ) -> StatePlan:
     """`jax.eval_shape` of a fresh state -> its shardings -> a builder jitted with them as `out_shardings`, so
     the state is created in place, sharded (never eagerly on one device). `init_params(key)` builds the params
-    dict; `create(seed)` builds the state (nothing is allocated before it is called)."""
+    dict; `create(seed)` builds the state (nothing is allocated before it is called). `key_impl` picks the PRNG
+    of the initialisation (e.g. "rbg", much faster to compile for models of many small parameters; use it only
+    where the parameters are replicated, as its values may depend on the sharding)."""
     def build(seed_key: jax.Array) -> TrainState:
         key_params, key_run = jax.random.split(seed_key)
         params = init_params(key_params)
-        return new_state(params, tx, labels, jax.random.key_data(key_run), ema=ema)
+        run_key = jax.random.key(jax.random.randint(key_run, (), 0, 2**31 - 1))  # the default PRNG for training
+        return new_state(params, tx, labels, jax.random.key_data(run_key), ema=ema)
 
-    abstract = jax.eval_shape(build, jax.random.key(0))
+    abstract = jax.eval_shape(build, jax.random.key(0, impl=key_impl))
     shardings = state_shardings(abstract, param_shardings, labels, tx, mesh)
     jitted = jax.jit(build, out_shardings=shardings)
-    return StatePlan(abstract, shardings, lambda seed: jitted(jax.random.key(seed)))
+    return StatePlan(abstract, shardings, lambda seed: jitted(jax.random.key(seed, impl=key_impl)))
 
 
 def new_state(params: dict, tx: optax.GradientTransformation, labels: Mapping, rng: jax.Array, *,

@@ -102,7 +102,7 @@ def run_vae_stage(config: Config, workdir: pathlib.Path, mesh: jax.sharding.Mesh
     checkpoints = Checkpoints(workdir / "vae_stage" / "checkpoints", keep=train.keep_checkpoints)
     data = ShardedBatches(config.data, config.seed, config.train.data_shards)
     init = lambda key: {"model": nnx.to_pure_dict(nnx.split(WanVAE(cfg, rngs=nnx.Rngs(params=key)))[1])}
-    plan = plan_state(init, tx, labels, param_sh, mesh, ema=ema)
+    plan = plan_state(init, tx, labels, param_sh, mesh, ema=ema, key_impl="rbg")  # replicated: see load_vae
     shardings = plan.shardings
     if checkpoints.latest_step() is not None:
         state = checkpoints.restore(plan.abstract, shardings, data)
