@@ -28,6 +28,7 @@ from swapjax.models.swap_config import SwapConfig, validate_swap
 from swapjax.models.vae_config import VAEConfig
 from swapjax.parallel import MeshConfig
 from swapjax.sample.config import SampleConfig
+from swapjax.losses import LossConfig
 from swapjax.train.config import OptimizerConfig, TrainConfig
 
 __all__ = ["Config", "ConfigError", "load_config", "apply_overrides"]
@@ -46,6 +47,7 @@ class Config:
     swap: SwapConfig | None = None  # None: a plain Wan2.1 DiT; set: the swap model (swapjax.models.swap)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)  # swapjax.train: steps, stage, checkpoints
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    loss: LossConfig = dataclasses.field(default_factory=LossConfig)  # swapjax.losses: which objectives train
     sample: SampleConfig = dataclasses.field(default_factory=SampleConfig)  # swapjax.sample: solver, steps, guidance
 
     def __post_init__(self):

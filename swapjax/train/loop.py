@@ -46,8 +46,8 @@ from swapjax.train.writers import MetricsWriter
 
 
 def loss_config(config: Config) -> LossConfig:
-    """The run's `LossConfig` (flow matching alone when the config has no loss section)."""
-    return getattr(config, "loss", None) or LossConfig()
+    """The run's `LossConfig` (`config.loss`)."""
+    return config.loss
 
 
 def validate(config: Config, workdir: pathlib.Path) -> None:
