@@ -55,12 +55,33 @@ class Conv(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         nd = len(self.kernel.shape) - 2
         lead = x.shape[: x.ndim - nd - 1]
-        x = x.reshape((-1, *x.shape[x.ndim - nd - 1:]))  # [N, *spatial, C_in]
-        y = jax.lax.conv_general_dilated(
-            x.astype(self.dtype), self.kernel[...].astype(self.dtype), window_strides=self.strides,
-            padding=self.padding, dimension_numbers=_CONV_DIMS[nd + 2])
+        x = x.reshape((-1, *x.shape[x.ndim - nd - 1:])).astype(self.dtype)  # [N, *spatial, C_in]
+        kernel = self.kernel[...].astype(self.dtype)
+        if nd == 3 and jax.default_backend() == "cpu":
+            y = _conv3d_as_2d(x, kernel, self.strides, self.padding)
+        else:
+            y = jax.lax.conv_general_dilated(x, kernel, window_strides=self.strides, padding=self.padding,
+                                             dimension_numbers=_CONV_DIMS[nd + 2])
         y = y + self.bias[...].astype(self.dtype)
         return y.reshape((*lead, *y.shape[1:]))  # [*lead, *spatial', C_out]
+
+
+def _conv3d_as_2d(x: jax.Array, kernel: jax.Array, strides: tuple[int, ...], padding: tuple[tuple[int, int], ...]
+                  ) -> jax.Array:
+    """A 3-d convolution `[N, T, H, W, C_in] x [kt, kh, kw, C_in, C_out]` computed as one 2-d convolution: the
+    `kt` temporal taps of every output frame are stacked on channels. Same numbers as the 3-d convolution;
+    XLA:CPU runs 3-d convolutions (and their gradients) several times slower than 2-d ones."""
+    kt, kh, kw, cin, cout = kernel.shape
+    st = strides[0]
+    x = jnp.pad(x, ((0, 0), padding[0], (0, 0), (0, 0), (0, 0)))  # temporal padding done here
+    n, t = x.shape[:2]
+    t_out = (t - kt) // st + 1
+    taps = [x[:, dt:dt + st * (t_out - 1) + 1:st] for dt in range(kt)]  # kt x [N, T', H, W, C_in]
+    stacked = jnp.concatenate(taps, axis=-1).reshape(n * t_out, *x.shape[2:4], kt * cin)  # [N T', H, W, kt C_in]
+    flat = jnp.transpose(kernel, (1, 2, 0, 3, 4)).reshape(kh, kw, kt * cin, cout)  # taps outermost on C_in
+    y = jax.lax.conv_general_dilated(stacked, flat, window_strides=strides[1:], padding=padding[1:],
+                                     dimension_numbers=_CONV_DIMS[4])  # [N T', H', W', C_out]
+    return y.reshape(n, t_out, *y.shape[1:])
 
 
 class CausalConv3d(nnx.Module):
