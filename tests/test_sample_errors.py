@@ -1,4 +1,4 @@
-"""`python sample.py` on bad input (SPEC section 8): every case is one `error:` line naming the input and the fix,
+"""`python sample.py` on bad input: every case is one `error:` line naming the input and the fix,
 exit code 2, and no output file; nothing reaches the model. Run in-process through `swapjax.sample.cli`, plus
 one run of the real `sample.py` in a subprocess."""
 

@@ -1,4 +1,4 @@
-"""Reading and checking one swap job's inputs (SPEC section 8): every problem is one `InputError` line naming the
+"""Reading and checking one swap job's inputs: every problem is one `InputError` line naming the
 input, what is wrong and the fix, raised before any model work.
 
     inputs = read_inputs(video="walk.mp4", mask="walk_mask.json", reference="cat.png")
