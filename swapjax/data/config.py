@@ -48,6 +48,9 @@ class DataConfig:
     num_synthetic_clips: int = 1024
     shuffle: bool = True
     with_condition: bool = False  # render keypoint condition frames
+    # keypoints per frame in each example (`keypoints` [F, K, 3]: x, y in the example's pixels, visibility; records
+    # with fewer get invisible points); 0 = no `keypoints` array (the MEAR loss's landmarks need K > 0)
+    num_keypoints: int = 0
     stage: int = 1  # 2 adds reference jitter
     mask: MaskConfig = dataclasses.field(default_factory=MaskConfig)
 
@@ -63,6 +66,7 @@ class DataConfig:
         require(self.batch_size >= 1, f"DataConfig.batch_size ({self.batch_size}) must be >= 1")
         require(self.stage in (1, 2), f"DataConfig.stage ({self.stage}) must be 1 or 2")
         require(self.frame_stride >= 1, f"DataConfig.frame_stride ({self.frame_stride}) must be >= 1")
+        require(self.num_keypoints >= 0, f"DataConfig.num_keypoints ({self.num_keypoints}) must be >= 0")
         require(self.num_workers >= 0 and self.read_threads >= 1 and self.prefetch_batches >= 1,
                  f"DataConfig: need num_workers ({self.num_workers}) >= 0, read_threads ({self.read_threads}) >= 1 "
                  f"and prefetch_batches ({self.prefetch_batches}) >= 1")

@@ -17,6 +17,7 @@ docs/design.md, "Conventions"):
   subject_mask `[B, F, H, W]` {0, 1}        agnostic `[B, F, H, W, 3]` = video * (1 - mask)
   reference `[B, S, S, 3]` in [-1, 1]      condition `[B, F, H, W, 3]` in [-1, 1] (zeros when off)
   record_index int32 `[B]`: the source record each example came from.
+  keypoints `[B, F, K, 3]` (only when `cfg.num_keypoints = K > 0`): x, y in the example's pixels, visibility.
 
 Worker processes are spawned: the entry point needs an `if __name__ == "__main__":` guard, and absl flags
 are marked parsed here when they are not (grain's workers read them).
@@ -123,16 +124,17 @@ class ExampleBuilder:
         reference = masks.reference_crop(video, subject, rng, cfg.ref_size, jitter=cfg.stage == 2)  # [S, S, 3]
         condition = np.zeros(video.shape, np.float32)
         kps = np.asarray(record.get("keypoints", np.zeros((len(frames), 0, 3))), np.float32)
-        if cfg.with_condition and kps.shape[1] > 0:
-            kps = kps[frames].copy()  # [F, K, 3]
+        if kps.shape[1] > 0:
+            kps = kps[frames].copy()  # [F, K, 3], moved into the example's pixels
             kps[..., 0] = (kps[..., 0] - x0) * (cfg.width / crop_w)
             kps[..., 1] = (kps[..., 1] - y0) * (cfg.height / crop_h)
+        if cfg.with_condition and kps.shape[1] > 0:
             kind = record.get("keypoints_kind") or "pose"
             condition = _to_unit(keypoint_render.render_keypoints(kps, cfg.height, cfg.width, kind))
 
         pixels = _to_unit(video)  # [F, H, W, 3]
         keep = 1.0 - train_mask.astype(np.float32)  # [F, H, W]
-        return {
+        example = {
             "video": pixels,
             "mask": train_mask.astype(np.float32),
             "subject_mask": subject.astype(np.float32),
@@ -141,6 +143,19 @@ class ExampleBuilder:
             "condition": condition,
             "record_index": np.int32(record_index),
         }
+        if cfg.num_keypoints:
+            example["keypoints"] = _fixed_keypoints(kps, cfg.num_keypoints, record_index)
+        return example
+
+
+def _fixed_keypoints(kps: np.ndarray, count: int, record_index: int) -> np.ndarray:
+    """`[F, K, 3]` -> `[F, count, 3]`, padded with invisible points (visibility 0) so every example has `count`."""
+    if kps.shape[1] > count:
+        raise ValueError(f"record {record_index} has {kps.shape[1]} keypoints per frame, more than "
+                         f"DataConfig.num_keypoints = {count}: raise data.num_keypoints to at least {kps.shape[1]}")
+    out = np.zeros((kps.shape[0], count, 3), np.float32)
+    out[:, :kps.shape[1]] = kps
+    return out
 
 
 def _default_shard(shard_index: int | None, shard_count: int | None) -> tuple[int, int]:
