@@ -141,10 +141,50 @@ def chunk_identity_cosines(encode: Encode, frames: Float[Array, "b F H W 3"], re
     """Identity similarity per latent chunk `[B, C]`: the mean over a chunk's pixel frames of
     `frame_identity_cosines`. Chunk `c` holds latent frames `[c·k, (c+1)·k)`, `k = chunk_frames` (see
     `losses.identity_coherence_loss`); `frames` is the decoded x̂0 video `[B, F, H, W, 3]`, `F ≡ 1 (mod 4)`."""
-    n = frames.shape[1]
+    return chunk_mean(frame_identity_cosines(encode, frames, reference), chunk_frames=chunk_frames, temporal=temporal)
+
+
+def chunk_mean(values: Float[Array, "b F"], *, chunk_frames: int, temporal: int = 4) -> Float[Array, "b n"]:
+    """Per-pixel-frame values `[B, F]` -> their mean over each latent chunk `[B, C]` (chunk `c` holds latent
+    frames `[c·k, (c+1)·k)`, `k = chunk_frames`; `F ≡ 1 (mod temporal)`)."""
+    n = values.shape[1]
     if (n - 1) % temporal:
         raise ValueError(f"decoded frames have F = {n}: must be 1 mod {temporal} (whole latent frames)")
     chunk = latent_frame_of_pixel(n, temporal) // chunk_frames  # [F]
     onehot = jax.nn.one_hot(chunk, int(chunk.max()) + 1, dtype=jnp.float32)  # [F, C]
-    cos = frame_identity_cosines(encode, frames, reference)  # [B, F]
-    return (cos @ onehot) / jnp.sum(onehot, axis=0)  # [B, C]
+    return (values.astype(jnp.float32) @ onehot) / jnp.sum(onehot, axis=0)  # [B, C]
+
+
+def subject_crops(frames: Float[Array, "b F H W 3"], subject_mask: Float[Array, "b F H W"], size: int,
+                  grey: float = 0.0) -> Float[Array, "b F s s 3"]:
+    """Each frame's subject on a flat `grey` square, as the training reference shows it (`data/reference.py`):
+    pixels outside the mask become `grey`, the square centred on the frame's mask box (side = the box's longer
+    side) is resampled to `size x size` (bilinear, antialiased; area outside the frame is `grey`). A frame
+    without subject pixels keeps the whole frame (non-uniform scale). Differentiable in `frames`."""
+    if frames.ndim != 5 or subject_mask.shape != frames.shape[:-1]:
+        raise ValueError(f"frames {tuple(frames.shape)} must be [B, F, H, W, 3] and subject_mask "
+                         f"{tuple(subject_mask.shape)} [B, F, H, W]")
+    b, n, height, width, _ = frames.shape
+    m = (subject_mask > 0).reshape(b * n, height, width)  # [N, H, W]
+    x = jnp.where(m[..., None], frames.astype(jnp.float32).reshape(b * n, height, width, 3), grey) - grey
+
+    def box(hit: jax.Array, length: int) -> tuple[jax.Array, jax.Array]:  # [N, L] bool -> first, end (float)
+        idx = jnp.arange(length, dtype=jnp.float32)
+        first = jnp.min(jnp.where(hit, idx, length), axis=1)
+        return first, jnp.max(jnp.where(hit, idx + 1, 0.0), axis=1)
+
+    y0, y1 = box(m.any(axis=2), height)  # [N] each
+    x0, x1 = box(m.any(axis=1), width)
+    present = y1 > y0
+    side = jnp.maximum(y1 - y0, x1 - x0)  # [N]
+    top = jnp.where(present, (y0 + y1 - side) / 2, 0.0)
+    left = jnp.where(present, (x0 + x1 - side) / 2, 0.0)
+    scale_y = size / jnp.where(present, side, float(height))
+    scale_x = size / jnp.where(present, side, float(width))
+
+    def one(image, sy, sx, ty, tx):
+        return jax.image.scale_and_translate(image, (size, size, 3), (0, 1), jnp.stack([sy, sx]),
+                                             jnp.stack([-ty * sy, -tx * sx]), method="linear")
+
+    crops = jax.vmap(one)(x, scale_y, scale_x, top, left) + grey  # [N, s, s, 3]
+    return crops.reshape(b, n, size, size, 3)

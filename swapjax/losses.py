@@ -54,6 +54,9 @@ class LossConfig:
     mear_sigma: float = 8.0  # σ of the landmark Gaussians, in pixels
     identity_weight: float = 0.0
     encoder: str = "small"  # the image encoder E (a key of models.image_encoder.IMAGE_ENCODERS)
+    # "iresnet": insightface IResNet weights (.safetensors state dict, converted when the run starts); "small" is
+    # built from a fixed key and takes no weights
+    encoder_checkpoint: str | None = None
 
     def __post_init__(self):
         for name in LOSS_TERMS:
@@ -74,6 +77,12 @@ class LossConfig:
                 "(latent frames per chunk)")
         require(self.encoder in IMAGE_ENCODERS,
                 f"LossConfig.encoder = {self.encoder!r}: allowed values are {sorted(IMAGE_ENCODERS)}")
+        require(self.encoder != "small" or self.encoder_checkpoint is None,
+                f"LossConfig.encoder_checkpoint = {self.encoder_checkpoint!r}: the 'small' encoder is built from a "
+                "fixed key and reads no weights; set encoder=iresnet or encoder_checkpoint=None")
+        require(self.encoder != "iresnet" or not self.needs_encoder or self.encoder_checkpoint is not None,
+                "LossConfig.encoder = 'iresnet' needs encoder_checkpoint: pass insightface IResNet weights "
+                "(.safetensors), or use encoder=small")
 
     def weight(self, name: str) -> float:
         """The weight of loss term `name` (a key of `LOSS_TERMS`)."""

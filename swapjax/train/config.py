@@ -73,7 +73,8 @@ class TrainConfig:
     data_shards: int | None = None  # data shards (None: one per process); fixed, the batches ignore the process count
     text_len: int = 1  # zero text tokens fed when the data has no text embeddings
     anchor_drop: float = 0.5  # probability of an absent anchor frame (swap models with an anchor slot)
-    latent_cache: str | None = None  # a latent cache folder (`swapjax.train.latent_cache`): no VAE in the loop
+    # a latent cache folder (python -m swapjax.train.cache; format in swapjax/train/latent_cache.py): no VAE encoder
+    latent_cache: str | None = None
     export_dtype: str = "bfloat16"  # parameter dtype of the inference export
     progress: bool = True  # tqdm progress bar (process 0)
     # VAE stage (from scratch, or fine-tuning a loaded Wan VAE): runs first when vae_steps > 0.

@@ -7,12 +7,15 @@ process count that divides `data_shards`: a 1-process run with `train.data_shard
 of a 2-process run.
 
 `ShardedBatches` is an iterator with `get_state` / `set_state` (bytes), which is what grain's Orbax handler
-saves per process, so a checkpoint holds every shard's position.
+saves per process, so a checkpoint holds every shard's position. `make` builds one shard's iterator: the pixel
+pipeline (`data.pipeline.make_iterator`) or the latent cache (`latent_cache.cache_iterator_factory`), which
+share the shard, shuffle and batch order.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -25,13 +28,13 @@ from swapjax.data.pipeline import make_iterator
 class ShardedBatches:
     """This process's shards of the training data, batches concatenated along the rows."""
 
-    def __init__(self, cfg: DataConfig, seed: int, data_shards: int | None = None):
+    def __init__(self, cfg: DataConfig, seed: int, data_shards: int | None = None,
+                 make: Callable[..., Any] = make_iterator):
         procs, index = jax.process_count(), jax.process_index()
         shards = procs if data_shards is None else data_shards
         require(shards % procs == 0, f"train.data_shards ({shards}) must be a multiple of the {procs} processes")
         per = shards // procs
-        self.iterators = [make_iterator(cfg, seed, shard_index=index * per + i, shard_count=shards)
-                          for i in range(per)]
+        self.iterators = [make(cfg, seed, shard_index=index * per + i, shard_count=shards) for i in range(per)]
 
     def __iter__(self):
         return self

@@ -7,7 +7,10 @@
 4. VAE stage (when `train.vae_steps > 0`, `vae_stage.py`), or the VAE the DiT encodes with is loaded.
 5. DiT stage: the state starts from resume -> init-from -> scratch (`checkpoint.py`), the step loop runs
    (`run_steps.py`), and a finished run writes the inference export (EMA, `train.export_dtype`) to
-   `WORKDIR/export` and the diffusers-layout backbone to `WORKDIR/diffusers`.
+   `WORKDIR/export` and the diffusers-layout backbone to `WORKDIR/diffusers`. Batches come from the pixel
+   pipeline through the VAE encoder, or from `train.latent_cache` (`latent_cache.py`, no encoder in the loop).
+   Loss terms that decode x̂0 get the VAE and the image encoder as the step's `frozen` argument
+   (`pixel_terms.py`); without them the step holds no VAE at all.
 
 Stages: "1" trains the parameters under `train.stage1_trainable` plus every swap condition module (the rest
 frozen, with no optimizer state); "2" trains everything and normally starts from stage 1 with
@@ -35,10 +38,12 @@ from swapjax.train.checkpoint import Checkpoints, load_params
 from swapjax.train.export import export_diffusers, export_inference, inference_params
 from swapjax.train.hosts import initialize_distributed
 from swapjax.train.lora import init_lora, lora_shardings
-from swapjax.train.objective import check_loss_terms, swap_objective
-from swapjax.train.prepare import PIXEL_KEYS, PrepareConfig, assemble_batch, encode_batch
+from swapjax.train.latent_cache import CacheIndex, cache_iterator_factory, vae_fingerprint
+from swapjax.train.objective import swap_objective
+from swapjax.train.pixel_terms import FrozenModels, check_pixel_terms, decodes, load_image_encoder, pixel_keys
+from swapjax.train.prepare import LATENT_KEYS, PIXEL_KEYS, PrepareConfig, assemble_batch, encode_batch
 from swapjax.train.run_steps import Outcome, log, run_steps
-from swapjax.train.state import (StatePlan, count, make_optimizer, new_state, plan_state, select,
+from swapjax.train.state import (StatePlan, count, make_optimizer, new_state, plan_state, replicated, select,
                                  trainable_labels)
 from swapjax.train.step import make_train_step
 from swapjax.train.vae_stage import load_vae, run_vae_stage
@@ -50,12 +55,17 @@ def loss_config(config: Config) -> LossConfig:
     return config.loss
 
 
+def cache_keys(config: Config) -> tuple[str, ...]:
+    """The latent-cache arrays a run reads: the encoded batch and the pixels its loss terms need."""
+    return LATENT_KEYS + (("condition_latents",) if config.data.with_condition else ()) + pixel_keys(config.loss)
+
+
 def validate(config: Config, workdir: pathlib.Path) -> None:
     """Checks the run against the devices, the data and the files it names; raises `ConfigError`."""
     train, data = config.train, config.data
     require(config.swap is not None, f"config {config.name!r} has no swap model (Config.swap is None): training "
             "needs one; start from configs/swap_tiny.py")
-    check_loss_terms(loss_config(config))
+    check_pixel_terms(loss_config(config), data)
     sizes = dict(zip(("data", "fsdp", "tensor", "sequence"), config.mesh.resolve(jax.device_count())))
     shards = sizes["data"] * sizes["fsdp"]
     require(data.batch_size % (shards * train.grad_accum) == 0,
@@ -78,7 +88,11 @@ def validate(config: Config, workdir: pathlib.Path) -> None:
         path = getattr(train, name)
         require(path is None or pathlib.Path(path).exists(),
                 f"train.{name} = {path!r} does not exist: pass an existing folder, or None")
-    require(train.latent_cache is None, "train.latent_cache: reading a latent cache is not built yet; unset it")
+    checkpoint = config.loss.encoder_checkpoint
+    require(checkpoint is None or pathlib.Path(checkpoint).is_file(),
+            f"loss.encoder_checkpoint = {checkpoint!r} is not a file: pass insightface IResNet weights (.safetensors)")
+    if train.latent_cache is not None:
+        CacheIndex.read(train.latent_cache).check(data, cache_keys(config))
     require(data.source != "tfds" or pathlib.Path(data.tfds_dir).is_dir(),
             f"DataConfig.tfds_dir = {data.tfds_dir!r} is not a folder: build one with python -m swapjax.data.build")
     try:
@@ -109,8 +123,9 @@ class DiTSetup(NamedTuple):
     with_adapters: Callable[[dict, jax.Array], dict]  # model params, key -> the params dict (adapters added)
 
 
-def build_dit(config: Config, mesh: jax.sharding.Mesh) -> DiTSetup:
-    """The swap DiT's labels, optimizer, state plan and train step for `config` on `mesh` (nothing allocated)."""
+def build_dit(config: Config, mesh: jax.sharding.Mesh, frozen_models: FrozenModels | None = None) -> DiTSetup:
+    """The swap DiT's labels, optimizer, state plan and train step for `config` on `mesh` (nothing allocated).
+    `frozen_models`: the VAE and image encoder structure, needed when a loss term decodes (`pixel_terms`)."""
     train, opt = config.train, config.optimizer
     graphdef, abstract = abstract_swap(config.dit, config.swap)
     model_sh = nnx.to_pure_dict(state_shardings(abstract, mesh))
@@ -132,8 +147,9 @@ def build_dit(config: Config, mesh: jax.sharding.Mesh) -> DiTSetup:
     tx = make_optimizer(opt, train.steps, labels)
     plan = plan_state(init_params, tx, labels, param_sh, mesh, ema=opt.ema_decay > 0)
     lora_scale = train.lora_alpha / train.lora_rank
-    step = make_train_step(swap_objective(graphdef, loss_config(config)), tx, labels, ema_decay=opt.ema_decay,
-                           grad_accum=train.grad_accum, lora_scale=lora_scale)
+    objective = swap_objective(graphdef, loss_config(config), config.swap, frozen_models)
+    step = make_train_step(objective, tx, labels, ema_decay=opt.ema_decay, grad_accum=train.grad_accum,
+                           lora_scale=lora_scale)
     return DiTSetup(graphdef, nnx.to_pure_dict(abstract), model_sh, labels, tx, plan, step, lora_scale,
                     with_adapters)
 
@@ -141,8 +157,13 @@ def build_dit(config: Config, mesh: jax.sharding.Mesh) -> DiTSetup:
 def dit_stage(config: Config, workdir: pathlib.Path, mesh: jax.sharding.Mesh, vae_graphdef: nnx.GraphDef,
               vae_params: dict, vae_cfg) -> Outcome:
     """The swap DiT stage (module docstring, step 5)."""
-    train = config.train
-    setup = build_dit(config, mesh)
+    train, loss = config.train, loss_config(config)
+    frozen_models, frozen = None, None
+    if decodes(loss):  # the decoder and the image encoder run inside the step (pixel_terms.py)
+        encoder_graphdef, encoder_params = load_image_encoder(loss, replicated(mesh))
+        frozen_models = FrozenModels(vae_graphdef, vae_cfg, encoder_graphdef)
+        frozen = {"vae": vae_params, "encoder": encoder_params}
+    setup = build_dit(config, mesh, frozen_models)
     plan, labels, tx = setup.plan, setup.labels, setup.tx
     ema = config.optimizer.ema_decay > 0
     log(f"dit stage {train.stage}: {count(plan.abstract.params):,} parameters, "
@@ -150,7 +171,20 @@ def dit_stage(config: Config, workdir: pathlib.Path, mesh: jax.sharding.Mesh, va
         f"{count(plan.abstract.opt_state):,} scalars")
 
     checkpoints = Checkpoints(workdir / "checkpoints", keep=train.keep_checkpoints)
-    data = ShardedBatches(config.data, config.seed, config.train.data_shards)
+    if train.latent_cache is not None:
+        cache = CacheIndex.read(train.latent_cache)
+        require(cache.vae_fingerprint == vae_fingerprint(vae_params),
+                f"latent cache {train.latent_cache!r} was encoded by another VAE than the one this run loads "
+                "(WORKDIR/vae, else train.vae_init, else the seed's random VAE): rebuild it with --vae naming that "
+                "VAE, or unset train.latent_cache")
+        data_keys = cache_keys(config)
+        data = ShardedBatches(config.data, config.seed, train.data_shards,
+                              make=cache_iterator_factory(cache.folder, data_keys))
+        log(f"dit stage: reading latents from {cache.folder} ({cache.draws} draw(s) of {cache.records} records); "
+            "the VAE encoder does not run")
+    else:
+        data_keys = PIXEL_KEYS
+        data = ShardedBatches(config.data, config.seed, train.data_shards)
     if checkpoints.latest_step() is not None:
         state = checkpoints.restore(plan.abstract, plan.shardings, data)
         log(f"dit stage: resumed from step {int(jax.device_get(state.step))} in {checkpoints.directory}")
@@ -175,17 +209,25 @@ def dit_stage(config: Config, workdir: pathlib.Path, mesh: jax.sharding.Mesh, va
     encode = functools.partial(encode_batch, vae_graphdef, vae=vae_cfg, swap=config.swap,
                                with_condition=config.data.with_condition)
 
-    def prepare(params, pixels, rng, step):
-        return assemble_batch(encode(params, pixels), rng, step, cfg=prep_cfg)
+    passed = pixel_keys(loss)  # pixel arrays the loss terms read, handed to the step
+
+    def prepare(params, pixels, rng, step):  # pixels -> VAE encode -> model inputs
+        latents = {**encode(params, pixels), **{k: pixels[k] for k in passed}}
+        return assemble_batch(latents, rng, step, cfg=prep_cfg)
+
+    def prepare_cached(params, latents, rng, step):  # cached latents -> model inputs (no VAE)
+        return assemble_batch(latents, rng, step, cfg=prep_cfg)
 
     writer = MetricsWriter(workdir, enabled=jax.process_index() == 0)
     try:
         state, outcome = run_steps(name=f"dit stage {train.stage}", state=state, shardings=plan.shardings,
-                                   step_fn=setup.step, prepare_fn=prepare, prepare_args=vae_params, data_iter=data,
-                                   data_keys=PIXEL_KEYS, mesh=mesh, checkpoints=checkpoints, config=config,
-                                   total=train.steps, checkpoint_every=train.checkpoint_every,
-                                   log_every=train.log_every, max_nonfinite=train.max_nonfinite_steps,
-                                   writer=writer, progress=train.progress)
+                                   step_fn=setup.step, data_iter=data, data_keys=data_keys, mesh=mesh,
+                                   prepare_fn=prepare if train.latent_cache is None else prepare_cached,
+                                   prepare_args=vae_params if train.latent_cache is None else None,
+                                   checkpoints=checkpoints, config=config, total=train.steps,
+                                   checkpoint_every=train.checkpoint_every, log_every=train.log_every,
+                                   max_nonfinite=train.max_nonfinite_steps, writer=writer, frozen=frozen,
+                                   progress=train.progress)
     finally:
         writer.close()
         checkpoints.close()

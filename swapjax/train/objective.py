@@ -2,9 +2,9 @@
 
 The training forward is `SwapDiT.__call__`: the prefix stream (reference / anchor frames, t = 0) then the
 video stream reading its keys and values, so gradients reach both. The losses are `swapjax.losses` composed
-by `LossConfig`; the terms the prepared batch can feed are the velocity ones that need no extra model
-(`flow_matching`, `region` with the subject mask on the latent grid). `check_loss_terms` refuses the others
-before anything compiles.
+by `LossConfig`: the velocity terms read the model's output and the batch's target (`region` the subject on
+the latent grid); coherence, identity and MEAR also read pixels, decoded x̂0 and a frozen image encoder
+(`pixel_terms.py`), whose parameters arrive as the step's `frozen` argument.
 """
 
 from __future__ import annotations
@@ -14,33 +14,39 @@ from typing import Any, Callable
 import jax
 from flax import nnx
 
-from swapjax.config_error import ConfigError
 from swapjax.losses import LossConfig, LossInputs, total_loss
 from swapjax.models.swap import SwapInputs
-
-SUPPORTED_TERMS = ("flow_matching", "region")
-
-
-def check_loss_terms(cfg: LossConfig) -> None:
-    """Raises `ConfigError` if a loss term the training batch cannot feed is on."""
-    off = [name for name in ("coherence", "mear", "identity") if cfg.weight(name) > 0]
-    if off:
-        raise ConfigError(f"LossConfig: {', '.join(f'{n}_weight' for n in off)} > 0, but the train loop feeds only "
-                          f"{SUPPORTED_TERMS} (those terms need decoded frames, an image encoder or landmarks in the "
-                          f"batch); set {', '.join(f'loss.{n}_weight=0' for n in off)}")
+from swapjax.models.swap_config import SwapConfig
+from swapjax.train.pixel_terms import FrozenModels, decodes, pixel_loss_inputs
 
 
-def swap_objective(graphdef: nnx.GraphDef, loss: LossConfig) -> Callable[[dict, dict, jax.Array, Any],
-                                                                          tuple[jax.Array, dict]]:
-    """`(model_params, batch, key, frozen) -> (loss, metrics)` for the swap DiT `graphdef`."""
+def swap_objective(graphdef: nnx.GraphDef, loss: LossConfig, swap: SwapConfig | None = None,
+                   frozen_models: FrozenModels | None = None
+                   ) -> Callable[[dict, dict, jax.Array, Any], tuple[jax.Array, dict]]:
+    """`(model_params, batch, key, frozen) -> (loss, metrics)` for the swap DiT `graphdef`.
+
+    `swap` (its latent factors) is needed by the MEAR, coherence and identity terms, `frozen_models` by the
+    two that decode; `frozen` then holds `{"vae": ..., "encoder": ...}` parameters."""
+    pixels = loss.mear_weight > 0 or decodes(loss)
+    if pixels and swap is None:
+        raise ValueError("loss.mear_weight, coherence_weight or identity_weight > 0: pass the SwapConfig (its latent "
+                         "factors) to swap_objective")
+    if decodes(loss) and frozen_models is None:
+        raise ValueError("loss.coherence_weight or identity_weight > 0 decodes x̂0: pass the frozen VAE and image "
+                         "encoder structure (FrozenModels) to swap_objective")
 
     def objective(params: dict, batch: dict, key: jax.Array, frozen: Any) -> tuple[jax.Array, dict]:
         model = nnx.merge(graphdef, params)
         inputs = SwapInputs(fused=batch["fused"], t=batch["t"], context=batch["context"],
                             prefix=batch.get("prefix"))
         v_pred = model(inputs)  # [B, f, h, w, z]
+        extra = {}
+        if pixels:
+            extra = pixel_loss_inputs(loss, batch, v_pred, frozen, frozen_models,
+                                      frames_per_latent=swap.frames_per_latent,
+                                      pixels_per_latent=swap.pixels_per_latent)
         value, metrics = total_loss(loss, LossInputs(v_pred=v_pred, v_target=batch["target"],
-                                                     subject_mask=batch["subject"]))
+                                                     subject_mask=batch["subject"], **extra))
         metrics.pop("loss")
         return value, metrics
 

@@ -12,7 +12,8 @@ The step then sees model inputs only (docs/design.md, "Training"):
   prefix  `[B, P, h, w, C_in]`  reference (and anchor) frames, or absent without prefix slots
   t `[B]`, target `[B, f, h, w, z]` (velocity eps - x0), noisy `[B, f, h, w, z]` (z_t), latents (x0),
   subject `[B, f, h, w]` (1 where a latent cell holds subject pixels), context `[B, Lt, text_dim]`,
-  and the pixel arrays video / reference / mask / subject_mask passed through when present (identity losses).
+  and the pixel arrays video / reference / mask / subject_mask / keypoints passed through when present in the
+  latents dict (the loop adds the ones its pixel loss terms read, `pixel_terms.pixel_keys`).
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ from swapjax.models.swap_config import SwapConfig
 from swapjax.models.vae import normalize_latents
 from swapjax.models.vae_config import VAEConfig
 
-PIXEL_KEYS = ("video", "mask", "subject_mask", "agnostic", "reference", "condition")
+PIXEL_KEYS = ("video", "mask", "subject_mask", "agnostic", "reference", "condition", "keypoints")
 LATENT_KEYS = ("latents", "agnostic_latents", "reference_latents", "mask_packed", "subject")
-PASS_THROUGH = ("video", "reference", "mask", "subject_mask")
+PASS_THROUGH = ("video", "reference", "mask", "subject_mask", "keypoints")
 
 
 @dataclasses.dataclass(frozen=True)
