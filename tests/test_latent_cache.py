@@ -14,7 +14,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from train_fixtures import CONFIG, PYTHON, ROOT, compile_cache, losses, on_mesh, run_train, subprocess_env  # noqa: F401
+from train_fixtures import CONFIG, PYTHON, ROOT, compile_cache, on_mesh, run_train, subprocess_env  # noqa: F401
 from train_fixtures import tiny_config
 from swapjax.config_error import ConfigError
 from swapjax.data.pipeline import make_iterator
@@ -22,8 +22,10 @@ from swapjax.train.data import ShardedBatches
 from swapjax.train.hosts import global_batch
 from swapjax.train.latent_cache import CacheIndex, CachedExamples, cache_iterator_factory, make_cache_iterator
 from swapjax.train.latent_cache import vae_fingerprint
+from swapjax.train.loop import cache_keys
 from swapjax.train.prepare import LATENT_KEYS, PIXEL_KEYS, PrepareConfig, assemble_batch, encode_batch
 from swapjax.train.vae_stage import load_vae
+from swapjax.train.writers import read_metrics
 
 DATA = ("data.num_synthetic_clips=4", "data.num_keypoints=5")  # 2 batches of 2 per epoch
 DRAWS = 2
@@ -78,13 +80,15 @@ def test_cached_batches_equal_encoded_pixel_batches_in_order(cache_dir, tmp_path
 def test_train_py_trains_from_the_cache_and_its_checkpoint_holds_the_cache_position(cache_dir, tmp_path,
                                                                                       compile_cache):  # noqa: F811
     work = tmp_path / "run"
-    done = run_train(work, compile_cache, *DATA, "train.steps=2", "loss.mear_weight=1", f"train.latent_cache={cache_dir}")
+    terms = ("loss.mear_weight=1", "loss.coherence_weight=1")  # read the cached video, keypoints, reference, mask
+    done = run_train(work, compile_cache, *DATA, *terms, "train.steps=2", f"train.latent_cache={cache_dir}")
     assert done.returncode == 0, done.stderr
     assert "the VAE encoder does not run" in done.stderr
-    got = losses(work)
-    assert sorted(got) == [1, 2] and all(np.isfinite(v) for v in got.values())
-    config = tiny_config(*DATA)
-    keys = LATENT_KEYS + ("keypoints", "video")
+    records = read_metrics(work / "metrics.jsonl")
+    assert sorted(records) == [1, 2]
+    assert all(np.isfinite(r[f"loss/{t}"]) for r in records.values() for t in ("mear", "coherence", "flow_matching"))
+    config = tiny_config(*DATA, *terms)
+    keys = cache_keys(config)
     make = cache_iterator_factory(cache_dir, keys)
     restored = ShardedBatches(config.data, config.seed, make=make)
     manager = ocp.CheckpointManager(work / "checkpoints", item_handlers={"data_iter": grain.checkpoint.CheckpointHandler()})
