@@ -91,7 +91,8 @@ def test_train_py_trains_from_the_cache_and_its_checkpoint_holds_the_cache_posit
     keys = cache_keys(config)
     make = cache_iterator_factory(cache_dir, keys)
     restored = ShardedBatches(config.data, config.seed, make=make)
-    manager = ocp.CheckpointManager(work / "checkpoints", item_handlers={"data_iter": grain.checkpoint.CheckpointHandler()})
+    manager = ocp.CheckpointManager(work / "checkpoints",
+                                    item_handlers={"data_iter": grain.checkpoint.CheckpointHandler()})
     manager.restore(1, args=ocp.args.Composite(data_iter=grain.checkpoint.CheckpointRestore(restored)))
     fresh = ShardedBatches(config.data, config.seed, make=make)
     next(fresh)

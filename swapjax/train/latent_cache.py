@@ -77,7 +77,8 @@ def from_stored(name: str, stored: np.ndarray) -> np.ndarray:
 def vae_fingerprint(params: Any) -> str:
     """sha256 over the VAE's parameter names, shapes, dtypes and bytes (the cache must be read with its VAE)."""
     digest = hashlib.sha256()
-    for path, leaf in sorted(jax.tree_util.tree_flatten_with_path(params)[0], key=lambda pl: jax.tree_util.keystr(pl[0])):
+    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+    for path, leaf in sorted(leaves, key=lambda pl: jax.tree_util.keystr(pl[0])):
         if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable and not leaf.is_fully_replicated:
             value = np.asarray(multihost_utils.process_allgather(leaf, tiled=True))
         elif isinstance(leaf, jax.Array):

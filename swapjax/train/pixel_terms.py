@@ -70,8 +70,8 @@ def pixel_keys(loss: LossConfig) -> tuple[str, ...]:
 def check_pixel_terms(loss: LossConfig, data: DataConfig) -> None:
     """Raises `ConfigError` when the data cannot feed an enabled term."""
     if loss.mear_weight > 0 and loss.mear_beta > 0 and data.num_keypoints == 0:
-        raise ConfigError(f"loss.mear_beta = {loss.mear_beta} weights pixels near landmarks, but data.num_keypoints = 0 "
-                          "puts none in the batch: set data.num_keypoints=K (5 for the synthetic clips) or "
+        raise ConfigError(f"loss.mear_beta = {loss.mear_beta} weights pixels near landmarks, but data.num_keypoints "
+                          "= 0 puts none in the batch: set data.num_keypoints=K (5 for the synthetic clips) or "
                           "loss.mear_beta=0")
 
 
