@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from swapjax.config_error import require
+from swapjax.data.synthetic_assets import BACKGROUND_KINDS, TEXTURE_KINDS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +47,9 @@ class DataConfig:
     prefetch_batches: int = 2  # batches buffered per reading thread pool / per worker (memory: float32 batches)
     split: str = "train"  # TFDS split to read
     num_synthetic_clips: int = 1024
+    # texture kinds of the synthetic sprites / backgrounds (data/synthetic_assets.py); None = every kind
+    synthetic_textures: tuple[str, ...] | None = None
+    synthetic_backgrounds: tuple[str, ...] | None = None
     shuffle: bool = True
     with_condition: bool = False  # render keypoint condition frames
     # keypoints per frame in each example (`keypoints` [F, K, 3]: x, y in the example's pixels, visibility; records
@@ -65,6 +69,10 @@ class DataConfig:
                  f"DataConfig: height ({self.height}) and width ({self.width}) must be multiples of 16")
         require(self.batch_size >= 1, f"DataConfig.batch_size ({self.batch_size}) must be >= 1")
         require(self.stage in (1, 2), f"DataConfig.stage ({self.stage}) must be 1 or 2")
+        for name, allowed in (("synthetic_textures", TEXTURE_KINDS), ("synthetic_backgrounds", BACKGROUND_KINDS)):
+            kinds = getattr(self, name)
+            require(kinds is None or (len(kinds) > 0 and set(kinds) <= set(allowed)),
+                    f"DataConfig.{name} ({kinds}) must be None (every kind) or a non-empty subset of {allowed}")
         require(self.frame_stride >= 1, f"DataConfig.frame_stride ({self.frame_stride}) must be >= 1")
         require(self.num_keypoints >= 0, f"DataConfig.num_keypoints ({self.num_keypoints}) must be >= 0")
         require(self.num_workers >= 0 and self.read_threads >= 1 and self.prefetch_batches >= 1,

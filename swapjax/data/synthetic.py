@@ -64,20 +64,23 @@ class Scene:
     subject: int  # index into `sprites`
 
 
-def sample_scene(rng: np.random.Generator, num_sprites: tuple[int, int] = (1, 3), p_occlude: float = 0.35) -> Scene:
+def sample_scene(rng: np.random.Generator, num_sprites: tuple[int, int] = (1, 3), p_occlude: float = 0.35,
+                 textures: tuple[str, ...] = assets.TEXTURE_KINDS,
+                 backgrounds: tuple[str, ...] = assets.BACKGROUND_KINDS) -> Scene:
     """A random scene. The subject is drawn over the other sprites, except that with probability `p_occlude`
-    (and >= 2 sprites) one smaller sprite crosses in front of it."""
+    (and >= 2 sprites) one smaller sprite crosses in front of it. Sprites take texture kinds from `textures`,
+    the background from `backgrounds`."""
     n = int(rng.integers(num_sprites[0], num_sprites[1] + 1))
     paths = [_sample_path(rng, subject=(k == 0)) for k in range(n)]
     occluder = n >= 2 and rng.random() < p_occlude
     if occluder:
         paths[1] = _crossing_path(rng, paths[0])
-    looks = [Appearance(assets.sample_shape(rng), assets.sample_texture(rng)) for _ in range(n)]
+    looks = [Appearance(assets.sample_shape(rng), assets.sample_texture(rng, textures)) for _ in range(n)]
     # z-order: the other sprites behind the subject (in random order), the occluder (if any) on top
     order = [int(k) for k in rng.permutation(range(1 + occluder, n))] + [0] + ([1] if occluder else [])
     sprites = tuple((looks[k], paths[k]) for k in order)
     pan = tuple(float(x) for x in rng.uniform(0.0, 0.08, 4))
-    return Scene(assets.sample_texture(rng, assets.BACKGROUND_KINDS), pan, sprites, order.index(0))
+    return Scene(assets.sample_texture(rng, backgrounds), pan, sprites, order.index(0))
 
 
 def _sample_path(rng: np.random.Generator, subject: bool) -> Path:
@@ -181,14 +184,17 @@ class SyntheticClips:
     """Grain-compatible source of synthetic clips: `[i]` -> dict video uint8 `[F, H, W, 3]`, mask uint8
     `[F, H, W]` (visible subject pixels), keypoints float32 `[F, 5, 3]`, keypoints_kind "sprite", fps.
 
-    Deterministic in (seed, i); holds only numbers, so it pickles into grain workers.
+    Deterministic in (seed, i); holds only numbers, so it pickles into grain workers. `textures` and
+    `backgrounds` restrict the texture kinds of sprites and backgrounds (`synthetic_assets.TEXTURE_KINDS`,
+    `BACKGROUND_KINDS`); the defaults use them all, and a restriction changes which kind is drawn, nothing else.
     """
 
     keypoints_kind = KEYPOINTS_KIND
 
     def __init__(self, height: int, width: int, num_frames: int, num_clips: int, seed: int = 0, *,
                  num_sprites: tuple[int, int] = (1, 3), p_occlude: float = 0.35, fps: float = 16.0,
-                 min_visible: int = 4):
+                 min_visible: int = 4, textures: tuple[str, ...] = assets.TEXTURE_KINDS,
+                 backgrounds: tuple[str, ...] = assets.BACKGROUND_KINDS):
         if min(height, width) < 8 or num_frames < 1 or num_clips < 1:
             raise ValueError(f"SyntheticClips: height ({height}) and width ({width}) must be >= 8, num_frames "
                              f"({num_frames}) and num_clips ({num_clips}) >= 1")
@@ -196,7 +202,12 @@ class SyntheticClips:
             raise ValueError(f"SyntheticClips: num_sprites ({num_sprites}) must be a range (lo, hi) with 1 <= lo <= hi")
         self.height, self.width, self.num_frames, self.num_clips = height, width, num_frames, num_clips
         self.seed, self.num_sprites, self.p_occlude, self.fps = seed, tuple(num_sprites), p_occlude, float(fps)
+        for name, kinds, allowed in (("textures", textures, assets.TEXTURE_KINDS),
+                                     ("backgrounds", backgrounds, assets.BACKGROUND_KINDS)):
+            if not kinds or not set(kinds) <= set(allowed):
+                raise ValueError(f"SyntheticClips: {name} ({tuple(kinds)}) must be a non-empty subset of {allowed}")
         self.min_visible = min_visible
+        self.textures, self.backgrounds = tuple(textures), tuple(backgrounds)
 
     def __len__(self) -> int:
         return self.num_clips
@@ -215,7 +226,8 @@ class SyntheticClips:
         """
         i = self._index(i)
         for attempt in range(16):
-            scene = sample_scene(np.random.default_rng((self.seed, i, attempt)), self.num_sprites, self.p_occlude)
+            scene = sample_scene(np.random.default_rng((self.seed, i, attempt)), self.num_sprites, self.p_occlude,
+                                 self.textures, self.backgrounds)
             video, top = render_scene(scene, self.height, self.width, self.num_frames)
             if ((top == scene.subject).sum(axis=(1, 2)) >= self.min_visible).all():
                 break
@@ -234,7 +246,7 @@ class SyntheticClips:
         scene, video, top = self.render(i)
         rng = np.random.default_rng((self.seed, self._index(i), 1 << 20))  # apart from the scene's streams
         old = scene.sprites[scene.subject][0]
-        new = Appearance(assets.sample_shape(rng, exclude=old.shape.kind), assets.sample_texture(rng))
+        new = Appearance(assets.sample_shape(rng, exclude=old.shape.kind), assets.sample_texture(rng, self.textures))
         target, target_top = render_scene(scene, self.height, self.width, self.num_frames, {scene.subject: new})
         item = {"video": video, "mask": (top == scene.subject).astype(np.uint8),
                 "keypoints": sprite_keypoints(scene, top, scene.subject), "keypoints_kind": KEYPOINTS_KIND,
