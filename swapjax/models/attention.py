@@ -3,7 +3,11 @@
 Layout everywhere: `[B, T, N, H]` (batch, tokens, heads, head dim), softmax scale `1/sqrt(H)`, an optional
 boolean mask broadcastable to `[B, N, Tq, Tk]` (True = attend). Backends:
 
-- `"xla"`: `jax.nn.dot_product_attention` lowered by XLA; runs everywhere, the reference.
+- `"xla"`: runs everywhere. Up to `BLOCK_Q` queries: `jax.nn.dot_product_attention` lowered by XLA (the
+  reference). Longer query sequences: the same numbers computed by `blocked_attention` (queries in blocks,
+  a recomputing backward pass; no `[Tq, Tk]` score matrix is ever whole). Under a mesh, the blocked path runs
+  per device on that device's queries against the gathered keys/values (`shard_map` with the rules' logical
+  axes: queries on `length`, keys/values on `kv_length`), so sequence parallelism keeps its split.
 - `"cudnn"`: the cuDNN fused kernel (CUDA GPUs only). cuDNN computes in fp16/bf16, so float32 inputs are
   cast to bfloat16 for the kernel and the result is cast back (bf16 tolerance).
 - `"splash"`: Pallas splash attention, compiled on TPU and run in interpret mode on CPU (slow; for tests).
@@ -25,7 +29,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.experimental.pallas.ops.tpu import splash_attention as splash
+from jax.sharding import AxisType
 from jaxtyping import Array, Bool, Float
+
+from swapjax.models.blocked_attention import BLOCK_Q, blocked_attention
+from swapjax.parallel import logical_spec
 
 BACKENDS = ("xla", "cudnn", "splash")
 _SPLASH_MAX_BLOCK = 512
@@ -44,7 +52,11 @@ def attention(q: Float[Array, "b tq n h"], k: Float[Array, "b tk n h"], v: Float
     shape = None if mask is None else _mask_shape(mask, q.shape[0], q.shape[2], q.shape[1], k.shape[1])
     if backend == "xla":
         mask = None if mask is None else jnp.asarray(mask, dtype=bool).reshape(shape)
-        return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation="xla")
+        if q.shape[1] <= BLOCK_Q:
+            return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation="xla")
+        if mask is not None:  # the blocked path reads whole [Tq, Tk] planes
+            mask = jnp.broadcast_to(mask, (*mask.shape[:2], q.shape[1], k.shape[1]))
+        return per_shard(blocked_attention, q, k, v, mask)
     if backend == "cudnn":
         return _cudnn(q, k, v, None if mask is None else jnp.asarray(mask, dtype=bool).reshape(shape))
     if backend == "splash":
@@ -72,6 +84,45 @@ def one_way_mask(prefix_len: int, tq: int, tk: int) -> np.ndarray:
     mask = np.ones((tq, tk), bool)
     mask[:prefix_len, prefix_len:] = False
     return mask
+
+
+def per_shard(fn, q: Float[Array, "b tq n h"], k: Float[Array, "b tk n h"], v: Float[Array, "b tk n h"],
+              mask: Bool[Array, "bm nm tq tk"] | None) -> Float[Array, "b tq n h"]:
+    """`fn(q, k, v, mask)` on each device's share of the queries with whole keys/values, under the current mesh.
+
+    Specs come from the logical axes (q: batch, length, heads, kv; k/v: batch, kv_length, heads, kv; the mask
+    `[B|1, N|1, Tq, Tk]` follows q), over the mesh's Auto axes. Without a mesh, or when a size does not
+    divide its mesh axes, `fn` runs on the whole arrays (the compiler then places the work).
+    """
+    mesh = jax.sharding.get_abstract_mesh()
+    kinds = () if mesh.empty else zip(mesh.axis_names, mesh.axis_types)
+    auto = tuple(a for a, kind in kinds if kind == AxisType.Auto)
+    if not auto:
+        return fn(q, k, v, mask)
+    spec = lambda names: logical_spec(names, mesh_axes=auto)  # noqa: E731
+    args, specs = [q, k, v], [spec(_Q_AXES), spec(_KV_AXES), spec(_KV_AXES)]
+    if mask is not None:
+        args.append(mask)
+        specs.append(spec(("batch" if mask.shape[0] > 1 else None, "heads" if mask.shape[1] > 1 else None,
+                           "length", "kv_length")))
+    if not all(_divides(x.shape, s, mesh) for x, s in zip(args, specs)):
+        return fn(q, k, v, mask)
+    local = (lambda q, k, v: fn(q, k, v, None)) if mask is None else fn
+    return jax.shard_map(local, mesh=mesh, in_specs=tuple(specs), out_specs=specs[0], axis_names=set(auto),
+                         check_vma=False)(*args)
+
+
+_Q_AXES = ("batch", "length", "heads", "kv")
+_KV_AXES = ("batch", "kv_length", "heads", "kv")
+
+
+def _divides(shape: tuple[int, ...], spec: jax.sharding.PartitionSpec, mesh) -> bool:
+    """Whether every dimension of `shape` splits evenly over the mesh axes `spec` gives it."""
+    for size, axes in zip(shape, tuple(spec) + (None,) * (len(shape) - len(spec))):
+        axes = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
+        if size % math.prod(mesh.shape[a] for a in axes):
+            return False
+    return True
 
 
 def _mask_shape(mask, b: int, n: int, tq: int, tk: int) -> tuple[int, int, int, int]:
