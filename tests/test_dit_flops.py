@@ -23,16 +23,19 @@ I2V = DiTConfig(num_heads=2, head_dim=16, in_channels=4, out_channels=4, text_di
 
 
 def _dot_flops(jaxpr: jex_core.Jaxpr) -> float:
-    """2·|out|·|contracted| summed over every dot_general, scan bodies counted `length` times."""
+    """2·|out|·|contracted| summed over every dot_general, scan bodies counted `length` times, the costlier
+    branch of a cond once."""
     total = 0.0
     for eqn in jaxpr.eqns:
         if eqn.primitive.name == "dot_general":
             (lhs_contract, _), _ = eqn.params["dimension_numbers"]
             lhs = eqn.invars[0].aval.shape
             total += 2.0 * math.prod(eqn.outvars[0].aval.shape) * math.prod(lhs[i] for i in lhs_contract)
-        times = eqn.params["length"] if eqn.primitive.name == "scan" else 1
-        for sub in jex_core.jaxprs_in_params(eqn.params):
-            total += times * _dot_flops(sub)
+        subs = [_dot_flops(sub) for sub in jex_core.jaxprs_in_params(eqn.params)]
+        if eqn.primitive.name == "cond":  # one branch runs (e.g. the per-platform forms of a product)
+            total += max(subs)
+        else:
+            total += (eqn.params["length"] if eqn.primitive.name == "scan" else 1) * sum(subs)
     return total
 
 

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float
 
+from swapjax.models.linear_product import linear_dot_general
 from swapjax.parallel import constrain, sharded_init
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -24,12 +25,14 @@ def dense(din: int, dout: int, axes: Sequence[str | None], *, dtype: str, param_
     """`nnx.Linear` `[din] -> [dout]` whose kernel has logical axes `axes` and bias `axes[1]`.
 
     Initialisation follows Wan: Xavier-uniform kernels, zero biases; `zero=True` zeroes the kernel too (output
-    heads of a model trained from scratch).
+    heads of a model trained from scratch). The product is `linear_product` (same numbers; a weight gradient
+    laid out for the CPU's matmul library).
     """
     kernel_init = nnx.initializers.zeros_init() if zero else nnx.initializers.xavier_uniform()
     return nnx.Linear(din, dout, dtype=DTYPES[dtype], param_dtype=DTYPES[param_dtype],
                       kernel_init=sharded_init(kernel_init, axes),
-                      bias_init=sharded_init(nnx.initializers.zeros_init(), (axes[1],)), rngs=rngs)
+                      bias_init=sharded_init(nnx.initializers.zeros_init(), (axes[1],)), dot_general=linear_dot_general,
+                      rngs=rngs)
 
 
 def layer_norm(x: Float[Array, "... d"], scale: jax.Array | None = None, bias: jax.Array | None = None,
