@@ -10,6 +10,9 @@ CASES is a folder or a JSON list (`swapjax/evaluate/cases.py`); CKPT is a sampli
 unless `--overwrite`. `--identity-weights` adds `embedding_similarity` with an insightface IResNet the user
 supplies (`.pth` needs `--allow-pickle`).
 
+From Python, `evaluate(config, sample_cfg, cases, out, checkpoint, vae)` runs the same with a `Config` object (for
+example one whose VAE section carries a freshly trained VAE's latent statistics) and returns the rows.
+
 Exit codes: 0 when every case was scored; 1 when some case failed (each failure is one `error:` line on
 stderr and a row with its error in the table; the other cases still run); 2 for bad arguments, config,
 checkpoint, case list or output folder, reported in one `error:` line before any model work, nothing written.
@@ -73,40 +76,56 @@ def _failed(name: str, error: str) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the evaluation; returns the exit code (see the module docstring)."""
     args = parse_args(argv)
-    from swapjax.sample import checkpoint  # after the argument checks: these import the models
-    from swapjax.sample.cli import load_configs
-    from swapjax.sample.pipeline import composite_radii
+    from swapjax.sample.cli import load_configs  # after the argument checks: this imports the models
 
-    out_dir = pathlib.Path(args.out)
     try:
         config, sample_cfg = load_configs(args.config, args.overrides)
-        if args.quiet:
-            sample_cfg = sample_cfg.replace(progress=False)
-        cases = read_cases(args.cases, out_dir)
-        for name in (report.CSV_NAME, report.MARKDOWN_NAME, report.SHEET_NAME):
-            check_output(out_dir / name, flag="--out", replace=args.overwrite)
-        checkpoint.check_against_config(config, *checkpoint.resolve(args.checkpoint, args.vae))
-        embed = None
-        if args.identity_weights:
-            from swapjax.evaluate.embedder import identity_embedder
-
-            embed = identity_embedder(args.identity_weights, allow_pickle=args.allow_pickle)
+        rows = evaluate(config, sample_cfg, args.cases, args.out, args.checkpoint, args.vae,
+                        background_dilate=args.background_dilate, identity_weights=args.identity_weights,
+                        allow_pickle=args.allow_pickle, overwrite=args.overwrite, quiet=args.quiet)
     except (InputError, ConfigError, CheckpointError) as err:
         _say(str(err))
         return 2
+    return 0 if all(r["status"] == "ok" for r in rows) else 1
+
+
+def evaluate(config, sample_cfg, cases_path: str | pathlib.Path, out: str | pathlib.Path,
+             checkpoint_path: str | pathlib.Path, vae: str | pathlib.Path | None = None, *,
+             background_dilate: int | None = None, identity_weights: str | None = None, allow_pickle: bool = False,
+             overwrite: bool = False, quiet: bool = False) -> list[dict[str, Any]]:
+    """The evaluation from Python: samples and scores every case of `cases_path` with the checkpoint under
+    `config` (a `swapjax.config.Config`) and `sample_cfg` (a `SampleConfig`), writes the files into `out` and
+    prints the table; returns the rows in case order. Bad cases, outputs, checkpoint or identity weights raise
+    `InputError` / `ConfigError` / `CheckpointError` before any model work (nothing written); afterwards a case
+    that fails is a row with status "failed" and its error."""
+    from swapjax.sample import checkpoint  # these import the models
+    from swapjax.sample.pipeline import composite_radii
+
+    out_dir = pathlib.Path(out)
+    if quiet:
+        sample_cfg = sample_cfg.replace(progress=False)
+    cases = read_cases(cases_path, out_dir)
+    for name in (report.CSV_NAME, report.MARKDOWN_NAME, report.SHEET_NAME):
+        check_output(out_dir / name, flag="--out", replace=overwrite)
+    checkpoint.check_against_config(config, *checkpoint.resolve(checkpoint_path, vae))
+    embed = None
+    if identity_weights:
+        from swapjax.evaluate.embedder import identity_embedder
+
+        embed = identity_embedder(identity_weights, allow_pickle=allow_pickle)
     dilate = composite_radii(sample_cfg, config.data.mask)[0]
-    settings = dict(background_dilate=dilate if args.background_dilate is None else args.background_dilate,
-                    embed=embed)
-    rows, runnable = _precheck(cases, config.dit.text_dim, args.overwrite)
+    settings = dict(background_dilate=dilate if background_dilate is None else background_dilate, embed=embed)
+    rows, runnable = _precheck(cases, config.dit.text_dim, overwrite)
     tiles: list[tuple[str, Any]] = []
     if runnable:
-        scored = _run(config, sample_cfg, args, cases, [job for _, job in runnable], settings, tiles)
+        where = dict(checkpoint=checkpoint_path, vae=vae, overwrite=overwrite, quiet=quiet)
+        scored = _run(config, sample_cfg, where, cases, [job for _, job in runnable], settings, tiles)
         rows.update({i: row for (i, _), row in zip(runnable, scored)})
     ordered = [rows[i] for i in sorted(rows)]
     for path in report.write_report(out_dir, ordered, tiles, TILE):
         print(f"wrote {path}")
     print(report.markdown_text(ordered), end="")
-    return 0 if all(r["status"] == "ok" for r in ordered) else 1
+    return ordered
 
 
 def _precheck(cases: Cases, text_dim: int, overwrite: bool) -> tuple[dict[int, dict[str, Any]], list]:
@@ -134,12 +153,14 @@ def _precheck(cases: Cases, text_dim: int, overwrite: bool) -> tuple[dict[int, d
     return rows, runnable
 
 
-def _run(config, sample_cfg, args: argparse.Namespace, cases: Cases, jobs: list, settings: dict[str, Any],
+def _run(config, sample_cfg, where: dict[str, Any], cases: Cases, jobs: list, settings: dict[str, Any],
          tiles: list) -> list[dict[str, Any]]:
-    """Loads the model once and samples, writes and scores each job; returns one row per job, in order."""
+    """Loads the model once (`where`: checkpoint, vae, overwrite, quiet) and samples, writes and scores each job;
+    returns one row per job, in order."""
     import jax
     from tqdm import tqdm
 
+    from swapjax.evaluate.baseline import vae_reconstruction
     from swapjax.evaluate.scores import contact_row, score_case
     from swapjax.parallel import make_mesh
     from swapjax.sample import checkpoint, outputs
@@ -148,17 +169,18 @@ def _run(config, sample_cfg, args: argparse.Namespace, cases: Cases, jobs: list,
     from swapjax.sample.pipeline import swap_video
 
     mesh = None if jax.device_count() == 1 else make_mesh(config.mesh)
-    models = checkpoint.load_models(config, args.checkpoint, args.vae, mesh=mesh)
+    models = checkpoint.load_models(config, where["checkpoint"], where["vae"], mesh=mesh)
     engine = Engine(models, sample_cfg, mesh=mesh)
 
     def work(job) -> dict[str, Any]:
         start = time.perf_counter()
-        outputs.check_outputs(job.out, overwrite=args.overwrite)
+        outputs.check_outputs(job.out, overwrite=where["overwrite"])
         inputs = cases.read(job, config.dit.text_dim)
         result = swap_video(engine, inputs, sample_cfg, config.data.mask, guidance=job.guidance_scale,
                             text_guidance=job.text_guidance_scale, seed=job.seed)
         outputs.write_outputs(job.out, inputs, result, sheet_rows=sample_cfg.sheet_frames)
-        row = score_case(inputs, result, job.out, **settings)
+        reconstruction = vae_reconstruction(engine, inputs, sample_cfg)
+        row = score_case(inputs, result, job.out, reconstruction=reconstruction, **settings)
         tiles.append((job.name, contact_row(inputs, result, TILE)))
         return {"name": job.name, "status": "ok", "seconds": time.perf_counter() - start, **row}
 
@@ -166,7 +188,7 @@ def _run(config, sample_cfg, args: argparse.Namespace, cases: Cases, jobs: list,
         if outcome.error is not None:
             _say(outcome.error)
 
-    progress = tqdm(jobs, desc="cases", unit="case", disable=args.quiet, file=sys.stderr)
+    progress = tqdm(jobs, desc="cases", unit="case", disable=where["quiet"], file=sys.stderr)
     with jax.set_mesh(mesh) if mesh is not None else contextlib.nullcontext():
         outcomes = job_lib.run(progress, work, say)
     return [o.report if o.error is None else _failed(o.job.name, o.error) for o in outcomes]

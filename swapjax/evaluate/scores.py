@@ -7,12 +7,14 @@ Regions, all in source pixels `[F, H, W]`:
 - the *kept background*: farther than `background_dilate` pixels from the region the model regenerated (the
   inference mask, a superset of the mask). `bg_*` score the final video there (the composite copies the
   source, so these are ideal unless something is wrong); `bg_*_raw` score the model's video before the
-  composite, which tells whether the DiT and VAE damaged what they were told to keep.
+  composite, which tells whether the DiT and VAE damaged what they were told to keep; `bg_psnr_vae` scores the
+  VAE's own reconstruction of the source there (`baseline.py`), the ceiling of `bg_psnr_raw`: the gap between
+  the two is what the DiT did to the background.
 
 Columns (`COLUMNS`): `name`, `status` (ok / failed), `seconds` (the case's wall time; the first case's includes
 compilation), `frames`; media checks of the written MP4 (`fps_kept`, `frames_kept`, `size_kept`, `audio_kept`);
-`bg_psnr`, `bg_ssim`, `bg_mae` and their `_raw` twins; with a ground truth, `masked_psnr` / `masked_ssim` in the
-swapped region; `flicker` and `warp_error` of the result in the swapped region next to the source's
+`bg_psnr`, `bg_ssim`, `bg_mae` and their `_raw` twins, `bg_psnr_vae`; with a ground truth, `masked_psnr` /
+`masked_ssim` in the swapped region; `flicker` and `warp_error` of the result in the swapped region next to the source's
 (`flicker_source`, `warp_error_source`); the sampler's `seam_ratio` and `colour_drift` between windows;
 `colour_to_reference` / `colour_to_source` (the mean colour inside the mask against the reference's subject and
 the original subject) and `closer_to_reference`; `centroid_error`: the new subject (`metrics.segment_subject` in
@@ -34,14 +36,15 @@ from swapjax.sample.pipeline import SwapResult, letterbox
 
 MEDIA = ("fps_kept", "frames_kept", "size_kept", "audio_kept")
 COLUMNS = ("name", "status", "seconds", "frames", *MEDIA, "bg_psnr", "bg_ssim", "bg_mae", "bg_psnr_raw",
-           "bg_ssim_raw", "bg_mae_raw", "masked_psnr", "masked_ssim", "flicker", "flicker_source", "warp_error",
-           "warp_error_source", "seam_ratio", "colour_drift", "colour_to_reference", "colour_to_source",
+           "bg_ssim_raw", "bg_mae_raw", "bg_psnr_vae", "masked_psnr", "masked_ssim", "flicker", "flicker_source",
+           "warp_error", "warp_error_source", "seam_ratio", "colour_drift", "colour_to_reference", "colour_to_source",
            "closer_to_reference", "centroid_error", "centroid_error_truth", "embedding_similarity", "error")
 
 
 def score_case(inputs: JobInputs, result: SwapResult, out: str | pathlib.Path, *, background_dilate: int,
-               embed: metrics.Embedder | None = None) -> dict[str, Any]:
-    """The row of one case (see the module docstring); `out` is the MP4 the case was written to."""
+               embed: metrics.Embedder | None = None, reconstruction: np.ndarray | None = None) -> dict[str, Any]:
+    """The row of one case (see the module docstring); `out` is the MP4 the case was written to;
+    `reconstruction` uint8 `[F, H, W, 3]` is the VAE's reconstruction of the source (`baseline.py`)."""
     source, frames = inputs.video, result.frames  # uint8 [F, H, W, 3]
     num_frames, height, width = source.shape[:3]
     swapped = result.alpha > 0  # [F, H, W]
@@ -52,6 +55,9 @@ def score_case(inputs: JobInputs, result: SwapResult, out: str | pathlib.Path, *
     if result.generated is not None:
         raw = metrics.background_scores(result.generated, source, result.region, background_dilate)
         row.update({f"{k}_raw": v for k, v in raw.items()})
+    if reconstruction is not None:
+        keep = metrics.background_region(result.region, background_dilate)  # the pixels bg_* score
+        row["bg_psnr_vae"] = metrics.psnr(reconstruction, source, keep)
     if inputs.ground_truth is not None:
         row.update(metrics.masked_scores(frames, inputs.ground_truth, swapped))
     row["flicker"], row["flicker_source"] = metrics.flicker(frames, swapped), metrics.flicker(source, swapped)
