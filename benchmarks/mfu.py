@@ -17,13 +17,9 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from benchmarks.timing import (allocator, alternated, cpu_threads, load_average, matmul_runner, median,  # noqa: E402
-                               use_huge_pages)
-
-use_huge_pages()
-
 import jax  # noqa: E402
 
+from benchmarks.timing import allocator, alternated, cpu_threads, load_average, matmul_runner, median  # noqa: E402
 from benchmarks import dit_setup  # noqa: E402
 from swapjax.compile_options import compiler_options  # noqa: E402
 from swapjax.models.dit import abstract_dit  # noqa: E402

@@ -18,14 +18,11 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from benchmarks.timing import allocator, alternated, load_average, median, use_huge_pages  # noqa: E402
-
-use_huge_pages()
-
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks.dit_setup import random_state  # noqa: E402
+from benchmarks.timing import allocator, alternated, load_average, median  # noqa: E402
 from swapjax.compile_options import compiler_options  # noqa: E402
 from swapjax.models.dit_config import DiTConfig  # noqa: E402
 from swapjax.models.swap import (SwapInputs, abstract_swap, swap_apply, swap_prefix_cache,  # noqa: E402

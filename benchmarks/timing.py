@@ -10,27 +10,19 @@ from __future__ import annotations
 import dataclasses
 import os
 import statistics
-import sys
 import time
 from typing import Any, Callable
 
-HUGE_PAGES = "glibc.malloc.hugetlb=1"
-
-
-def use_huge_pages() -> None:
-    """Restarts this script once with glibc's malloc asking for transparent huge pages (Linux), unless
-    `GLIBC_TUNABLES` is already set (then the caller's choice stands). Call it before importing JAX or torch.
-
-    XLA:CPU allocates a step's temporaries afresh each run (about 0.5 GB for the DiT training step); with 4 KB
-    pages their first touch costs ~130,000 page faults per step, about 12 % of the step's CPU time. Both
-    frameworks of a benchmark run in the same process, so both get the same allocator settings.
-    """
-    if sys.platform == "linux" and "GLIBC_TUNABLES" not in os.environ:
-        os.execve(sys.executable, [sys.executable, *sys.argv], dict(os.environ, GLIBC_TUNABLES=HUGE_PAGES))
 
 
 def allocator() -> str:
-    """The malloc setting this process runs with (for the benchmark's report)."""
+    """The glibc malloc tunables this process runs with (for the benchmark's report).
+
+    XLA:CPU allocates a step's temporaries afresh each run (about 0.5 GB for the DiT training step); with 4 KB
+    pages their first touch costs ~130,000 page faults per step. `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (huge
+    pages) removes them and cut a JAX-only process's step by ~13 %, but with torch in the same process the JAX
+    step became erratic (2.5-5.2 s), so the benchmarks run with whatever the caller set (README, "Performance").
+    """
     return f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '(unset)')}"
 
 
@@ -79,7 +71,7 @@ def median(samples: list[float]) -> float:
 
 def matmul_runner(n: int = 2048) -> tuple[Callable[[], Any], float]:
     """A run of one jitted float32 `jnp.dot` of two `[n, n]` matrices, and its FLOPs (`2 n³`)."""
-    import jax  # noqa: PLC0415 - after `use_huge_pages`, which must run before JAX starts
+    import jax  # noqa: PLC0415 - keeps this module importable without JAX
     import jax.numpy as jnp  # noqa: PLC0415
 
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)  # [n, n]

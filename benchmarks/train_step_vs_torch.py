@@ -7,8 +7,8 @@ Builds the diffusers model (D = 256, 2 heads × 128, FFN 1024, 4 layers; see `di
 weights with `swapjax.convert`, checks both forwards agree, then times, alternating run by run: the forward of
 each, and a training step of each (forward + backward of a mean-square loss + one AdamW update: optax `adamw`
 jitted with donated state vs `torch.optim.AdamW`). float32; torch gets as many threads as JAX's CPU pool (the
-cores in this process's affinity mask); both run in one process, with glibc's malloc asking for huge pages
-(`timing.use_huge_pages`). Prints wall and CPU-time medians and the ratios; the last line is
+cores in this process's affinity mask); both run in one process. Prints wall and CPU-time medians and the
+ratios; the last line is
 `jax_over_torch_train_step: <jax / torch>` (wall-clock medians; goal <= 0.8).
 """
 
@@ -21,15 +21,12 @@ import tempfile
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from benchmarks.timing import allocator, alternated, cpu_threads, load_average, median, use_huge_pages  # noqa: E402
-
-use_huge_pages()
-
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from diffusers import WanTransformer3DModel  # noqa: E402
 
+from benchmarks.timing import allocator, alternated, cpu_threads, load_average, median  # noqa: E402
 from benchmarks import dit_setup  # noqa: E402
 from swapjax.convert.dit import convert_dit  # noqa: E402
 from swapjax.models.dit import abstract_dit  # noqa: E402
