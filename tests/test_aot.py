@@ -108,3 +108,12 @@ def test_14b_plan_that_cannot_fit_says_out_of_memory_with_exit_3(capsys):
     out = capsys.readouterr().out
     assert "the compiler ran out of memory: RESOURCE_EXHAUSTED" in out
     assert "verdict: OUT OF MEMORY on TPU v5p" in out and out.rstrip().endswith("plan: OUT OF MEMORY (v5p-8)")
+
+
+@needs_libtpu
+def test_mesh_that_splits_a_torus_side_is_one_line_exit_2(capsys):
+    argv = ["--config", TINY, "--topology", "v6e-64", "--set", "mesh.data=1", "mesh.fsdp=16", "mesh.sequence=4"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "mesh data=1, fsdp=16, tensor=1, sequence=4 does not map onto the v6e:8x8 torus" in err

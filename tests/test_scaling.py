@@ -90,3 +90,15 @@ def test_tiny_sweep_runs_end_to_end(tmp_path, compile_cache):  # noqa: F811
     assert (out / "fit.txt").read_text().startswith("loss = ") and "loss = " in done.stdout
     image = cv2.imread(str(out / "loss_vs_compute.png"))
     assert image is not None and image.shape == (480, 720, 3) and (image < 250).any(axis=2).mean() > 0.01
+
+
+@pytest.mark.parametrize("lo, hi, labels", [
+    (2e6, 3e8, ["2e6", "5e6", "1e7", "2e7", "5e7", "1e8", "2e8"]),  # two decades' powers are too few: 1-2-5
+    (1e3, 1e8, ["1000", "1e4", "1e5", "1e6", "1e7", "1e8"]),
+    (1.55, 1.72, ["1.55", "1.6", "1.65", "1.7"]),  # inside one decade: round steps
+    (0.95, 1.05, ["0.95", "0.975", "1", "1.025", "1.05"]),
+])
+def test_log_axis_ticks_are_round_and_readable(lo, hi, labels):
+    from swapjax.scaling.plot import _label, _ticks
+
+    assert [_label(t) for t in _ticks(lo, hi)] == labels

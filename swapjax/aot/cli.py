@@ -75,7 +75,7 @@ def report(step, sl: Slice, mfu: float) -> tuple[list[str], bool]:
     m = step.memory
     lines.append(f"  per device, compiled: arguments {_gib(m.arguments)}, outputs {_gib(m.outputs)} (aliased "
                  f"{_gib(m.aliased)}), temporaries {_gib(m.temporaries)}, code {_gib(m.code)}; peak {_gib(m.peak)} "
-                 f"of {_gib(hbm)} HBM ({100 * m.peak / hbm:.0f} %)")
+                 f"of {_gib(hbm)} HBM ({100 * m.peak / hbm:.0f} %; all of them live at once: {_gib(m.all_live)})")
     if step.xla_flops is not None:
         lines.append(f"  XLA's count {_flop(step.xla_flops)} per device (a scanned layer stack counts "
                      f"once); compiled in {step.compile_s:.0f} s")
@@ -97,8 +97,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config, _overrides(args))
         devices = compile_only_devices(sl)
         from swapjax.aot.plan import check_plan, plan_sample_step, plan_train_step
-        from swapjax.parallel import make_mesh
-        mesh = make_mesh(config.mesh, devices)
+        from swapjax.parallel import MESH_AXES, make_mesh
+        try:
+            mesh = make_mesh(config.mesh, devices)
+        except NotImplementedError:  # jax's device assignment: an axis size that splits a torus side
+            sides = sl.topology.split(":")[1].replace("x", ", ")
+            sizes = ", ".join(f"{n}={v}" for n, v in zip(MESH_AXES, config.mesh.resolve(len(devices))))
+            raise ConfigError(f"mesh {sizes} does not map onto the {sl.topology} torus: every mesh axis size must be "
+                              f"a product of torus sides ({sides}); change --set mesh.*") from None
         check_plan(config, mesh)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -61,6 +61,11 @@ class Memory:
         peak = int(getattr(stats, "peak_memory_in_bytes", 0) or 0) or args + outs - alias + temp + code
         return cls(args, outs, alias, temp, code, peak)
 
+    @property
+    def all_live(self) -> int:
+        """Every argument, output and temporary live at once: a bound the compiler's peak stays under."""
+        return self.arguments + self.outputs - self.aliased + self.temporaries + self.code
+
 
 @dataclasses.dataclass(frozen=True)
 class StepPlan:

@@ -21,23 +21,26 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
 def _ticks(lo: float, hi: float) -> list[float]:
-    """Log-axis ticks in [lo, hi]: decades, else 1-2-5 steps, else finer mantissas, until at least three fit
-    (at most ten are kept, evenly spread)."""
-    first, last = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
-    for mantissas in ((1,), (1, 2, 5), (1, 1.5, 2, 3, 5, 7), tuple(range(1, 10)), tuple(np.arange(10, 100) / 10),
-                      tuple(np.arange(100, 1000) / 100)):
-        ticks = [m * 10.0 ** e for e in range(first, last + 1) for m in mantissas if lo <= m * 10.0 ** e <= hi]
-        spaced = ticks[:1]
-        for t in ticks[1:]:  # labels need room: at least a twelfth of the axis between ticks
-            if math.log(t / spaced[-1]) >= math.log(hi / lo) / 12:
-                spaced.append(t)
-        if len(spaced) >= 3:
-            return spaced[::-(-len(spaced) // 10)]
-    return spaced
+    """Ticks for a log axis over [lo, hi]: decades (or 1-2-5 steps) over wide ranges; within a decade, evenly
+    spaced round values (steps of 1, 2, 2.5 or 5 times a power of ten, four to eight of them)."""
+    if hi / lo >= 10:
+        first, last = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+        for steps in ((1,), (1, 2, 5)):
+            ticks = [m * 10.0 ** e for e in range(first, last + 1) for m in steps if lo <= m * 10.0 ** e <= hi]
+            if len(ticks) >= 3:
+                break
+        return ticks
+    for power in range(math.floor(math.log10(hi - lo)), math.floor(math.log10(hi - lo)) - 3, -1):
+        for mult in (5, 2.5, 2, 1):
+            step = mult * 10.0 ** power
+            ticks = [k * step for k in range(math.ceil(lo / step), math.floor(hi / step) + 1)]
+            if len(ticks) >= 4:
+                return ticks[:8] if len(ticks) <= 8 else ticks[::2][:8]
+    return [lo, hi]
 
 
 def _label(v: float) -> str:
-    return f"{v:.0e}".replace("e+0", "e").replace("e-0", "e-") if v >= 1e4 or v < 1e-2 else f"{v:g}"
+    return f"{v:.0e}".replace("e+0", "e").replace("e-0", "e-") if v >= 1e4 or v < 1e-2 else f"{round(v, 6):g}"
 
 
 def plot_sweep(path: str | pathlib.Path, compute: Sequence[float], loss: Sequence[float], groups: Sequence[str],
