@@ -102,14 +102,22 @@ def make_mesh(cfg: MeshConfig, devices: Sequence[jax.Device] | None = None) -> j
     """A `(data, fsdp, tensor, sequence)` mesh over `devices` (default: every device of every process).
 
     `jax.make_mesh` orders the devices by the physical topology (rings on TPU slices, processes contiguous), so
-    the same call is right on one host and on many. The axes are `AxisType.Auto`: the model pins layouts with
+    the same call is right on one host and on many. An axis size that splits a torus side (fsdp = 32 on a v6e
+    8x8 slice) falls back to splitting the physical axes, which keeps each mesh axis on contiguous chips. The axes are `AxisType.Auto`: the model pins layouts with
     `constrain` at block boundaries and leaves the rest to the compiler's propagation; Explicit axes would make
     the sharding part of every array's type and ask for `out_sharding=` on each matmul with a sharded
     contracting dimension (FSDP kernels), which the model code is not written for.
     """
     devices = jax.devices() if devices is None else list(devices)
     shape = cfg.resolve(len(devices))
-    return jax.make_mesh(shape, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES), devices=devices)
+    axis_types = (AxisType.Auto,) * len(MESH_AXES)
+    try:
+        return jax.make_mesh(shape, MESH_AXES, axis_types=axis_types, devices=devices)
+    except NotImplementedError:  # an axis size that is not a product of whole torus sides (e.g. 32 on v6e 8x8)
+        from jax.experimental import mesh_utils
+
+        grid = mesh_utils.create_device_mesh(shape, devices, allow_split_physical_axes=True)
+        return jax.sharding.Mesh(grid, MESH_AXES, axis_types=axis_types)
 
 
 # ---------------------------------------------------------------------------------------- logical axes

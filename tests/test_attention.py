@@ -91,3 +91,22 @@ def test_backend_errors():
         attention(q, k, v, mask=jnp.ones((4, 5), bool))
     with pytest.raises(ValueError, match=r"\[B, T, N, H\]"):
         attention(q[0], k[0], v[0])
+
+
+def test_splash_under_a_mesh_runs_per_device_and_equals_one_device(monkeypatch):
+    """Splash is a custom call the compiler cannot partition: under a mesh it runs inside shard_map on each
+    device's batch / query / head share (with every key), instead of on gathered whole arrays."""
+    from swapjax.models import attention as attention_lib
+    from swapjax.parallel import LOGICAL_AXIS_RULES, MeshConfig, logical_spec, make_mesh
+
+    mesh = make_mesh(MeshConfig(data=2, fsdp=1, tensor=2, sequence=2), jax.devices()[:8])
+    q, k, v = _qkv(2, 40, 40, 2, 8, seed=5)
+    shapes = []
+    kernel = attention_lib._splash
+    monkeypatch.setattr(attention_lib, "_splash", lambda q, k, v, m: shapes.append(q.shape) or kernel(q, k, v, m))
+    sharding = jax.sharding.NamedSharding(mesh, logical_spec(("batch", "length", "heads", "kv"), LOGICAL_AXIS_RULES))
+    with jax.set_mesh(mesh):
+        got = jax.jit(lambda q, k, v: attention(q, k, v, backend="splash"))(
+            *(jax.device_put(x, sharding) for x in (q, k, v)))
+    assert shapes == [(1, 20, 1, 8)]  # batch / data, queries / sequence, heads / tensor
+    np.testing.assert_allclose(np.asarray(got), np.asarray(_reference(q, k, v)), atol=2e-5)

@@ -57,10 +57,16 @@ def attention(q: Float[Array, "b tq n h"], k: Float[Array, "b tk n h"], v: Float
         if mask is not None:  # the blocked path reads whole [Tq, Tk] planes
             mask = jnp.broadcast_to(mask, (*mask.shape[:2], q.shape[1], k.shape[1]))
         return per_shard(blocked_attention, q, k, v, mask)
+    # The kernels are custom calls the compiler cannot partition: without a mask they run per device inside
+    # shard_map like the blocked path (a sharded batch or sequence stays sharded instead of being gathered).
     if backend == "cudnn":
-        return _cudnn(q, k, v, None if mask is None else jnp.asarray(mask, dtype=bool).reshape(shape))
+        if mask is None:
+            return per_shard(lambda q, k, v, _: _cudnn(q, k, v, None), q, k, v, None)
+        return _cudnn(q, k, v, jnp.asarray(mask, dtype=bool).reshape(shape))
     if backend == "splash":
-        return _splash(q, k, v, None if mask is None else _static_mask(mask).reshape(shape))
+        if mask is None:
+            return per_shard(lambda q, k, v, _: _splash(q, k, v, None), q, k, v, None)
+        return _splash(q, k, v, _static_mask(mask).reshape(shape))
     raise ValueError(f"attention backend {backend!r} is unknown: use one of {BACKENDS}")
 
 
