@@ -22,11 +22,17 @@ def _blocks(lang: str) -> list[str]:
     return re.findall(rf"```{lang}\n(.*?)```", README.read_text(), flags=re.S)
 
 
-def test_readme_opens_with_the_test_command():
-    first = _blocks("bash")[0].strip()
-    assert first == "python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && .venv/bin/python -m pytest -q"
+def test_readme_opens_with_the_demo_then_the_test_command():
+    demo, tests = (block.strip() for block in _blocks("bash")[:2])
+    setup = "python3 -m venv .venv && .venv/bin/pip install -q -e"
+    assert demo == f"{setup} . && .venv/bin/python -m swapjax.demo --workdir runs/demo"
+    assert tests == f"{setup} '.[test]' && .venv/bin/python -m pytest -q"
     ci = (README.parent / ".ci" / "run").read_text()
-    assert first in ci
+    assert tests in ci
+    from swapjax.demo.cli import DEFAULT_CONFIG, parse_args
+
+    args = parse_args(shlex.split(demo.split("&& ")[-1])[3:])  # what the demo command runs
+    assert args.workdir == "runs/demo" and pathlib.Path(args.config) == DEFAULT_CONFIG and DEFAULT_CONFIG.is_file()
 
 
 @pytest.mark.slow
@@ -36,7 +42,8 @@ def test_readme_convert_and_run_snippet(tmp_path, monkeypatch):
     wan_vae_torch.build_reference(0, base_dim=8, z_dim=16, num_res_blocks=1).save_pretrained(export / "vae")
     monkeypatch.chdir(tmp_path)
 
-    commands = [c for c in _blocks("bash")[1].splitlines() if c.startswith("python -m swapjax.convert")]
+    block = next(b for b in _blocks("bash") if "python -m swapjax.convert" in b)
+    commands = [c for c in block.splitlines() if c.startswith("python -m swapjax.convert")]
     assert len(commands) == 2
     for command in commands:
         assert convert_main(shlex.split(command)[3:]) == 0
