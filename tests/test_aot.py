@@ -58,6 +58,7 @@ def test_bad_slice_names_say_what_to_write(name, match):
     (["--topology", "v5p-8", "--steps", "infer"], "--steps 'infer'"),
     (["--topology", "v5p-8", "--mfu", "1.5"], "--mfu 1.5"),
     (["--topology", "v5p-8", "--set", "dit.num_layers=0"], "num_layers"),
+    (["--topology", "v5p-8", "--set", "dit.attention=cudnn"], "dit.attention=cudnn is a GPU kernel"),
 ])
 def test_bad_input_is_one_line_exit_2(argv, match, capsys):
     assert main(["--config", TINY, *argv]) == 2
@@ -120,3 +121,13 @@ def test_mesh_axes_that_split_a_torus_side_still_map():
         mesh = make_mesh(MeshConfig(data=1, **sizes), devices)
         assert dict(mesh.shape) == {"data": 1, "tensor": 1, **sizes}
         assert sorted(d.id for d in mesh.devices.flat) == sorted(d.id for d in devices)
+
+
+@needs_libtpu
+def test_a_gpu_plan_with_cudnn_attention_compiles_the_blocked_xla_attention_in_its_place(capsys):
+    argv = ["--config", TINY, "--topology", "h100-8", *FSDP, "--batch", "8", "--steps", "train",
+            "--set", "dit.attention=cudnn"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "note: cuDNN attention compiles only with a GPU attached" in out
+    assert "mesh data=1, fsdp=8" in out and "attention xla" in out and out.rstrip().endswith("plan: fits (h100-8)")

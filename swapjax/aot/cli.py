@@ -10,6 +10,7 @@ above the chip's HBM, e.g. a GPU plan); 2 bad input (one line on stderr, before 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from typing import Sequence
 
@@ -27,7 +28,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--config", required=True, help="a configs/*.py file")
     p.add_argument("--topology", required=True,
                    help="slice: v5p-64, v6e-64, v4-32, v5e-16, the colon form v5p:2x4x4, or GPUs such as h100-8")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides (mesh.fsdp=-1 ...)")
+    p.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
+                   help="config overrides (mesh.fsdp=-1 ...); may be repeated")
     p.add_argument("--batch", type=int, help="global batch (data.batch_size)")
     p.add_argument("--frames", type=int, help="pixel frames per clip (data.num_frames), 1 mod 4")
     p.add_argument("--height", type=int, help="pixel height (data.height)")
@@ -56,6 +58,21 @@ def _flop(f: float) -> str:
 
 def _seconds(s: float) -> str:
     return f"{s:,.2f} s" if s >= 0.01 else f"{s * 1e3:,.3f} ms"
+
+
+def _attention_for(config, sl: Slice):
+    """The config to compile on `sl`'s devices and a note, for attention backends tied to one platform: cuDNN
+    cannot be compiled without a GPU, so a GPU plan (compiled for a TPU stand-in) compiles the blocked `xla`
+    attention in its place (both keep memory linear in the sequence); on a TPU slice cuDNN is refused."""
+    if config.dit.attention != "cudnn":
+        return config, ""
+    if sl.stand_in is None:
+        raise ConfigError(f"dit.attention=cudnn is a GPU kernel and cannot run on {sl.name}: use "
+                          "--set dit.attention=splash (or xla) for TPU slices")
+    dit = dataclasses.replace(config.dit, attention="xla")
+    return config.replace(dit=dit), ("note: cuDNN attention compiles only with a GPU attached; this estimate "
+                                     "compiles the blocked xla attention in its place (memory linear in the "
+                                     "sequence, as cuDNN's fused kernel)")
 
 
 def report(step, sl: Slice, mfu: float) -> tuple[list[str], bool]:
@@ -95,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError(f"--mfu {args.mfu}: give a fraction in (0, 1], e.g. 0.4")
         sl = parse_slice(args.topology)
         config = load_config(args.config, _overrides(args))
+        config, note = _attention_for(config, sl)
         devices = compile_only_devices(sl)
         from swapjax.aot.plan import check_plan, plan_sample_step, plan_train_step
         from swapjax.parallel import MESH_AXES, make_mesh
@@ -111,6 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(f"{config.name} on {sl.describe()}; mesh {', '.join(f'{k}={v}' for k, v in mesh.shape.items())}",
           flush=True)
+    if note:
+        print(note, flush=True)
     fits = True
     for name in steps:
         step = plan_train_step(config, mesh) if name == "train" else plan_sample_step(config, mesh)
