@@ -1,7 +1,7 @@
 """The from-scratch CPU demo (the README's first command): a tiny VAE and a tiny swap DiT trained on the
 embedded synthetic data, then evaluated on held-out swap pairs with ground truth.
 
-    python -m swapjax.demo --workdir runs/demo
+    python -m swapjax.demo --workdir runs/demo    # --config configs/demo.py is the default
 
 Sized for about 10 minutes on 2 CPU cores (`swapjax/demo/cli.py` prints each phase's time). What differs from
 the tiny test configs, and why:
