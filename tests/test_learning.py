@@ -3,8 +3,8 @@ swap pairs) must swap clearly better than the same DiT untrained, scored by the 
 
 The untrained baseline is the demo with one optimizer step at a zero learning rate (warmup starts at 0) and the
 trained run's VAE, so only the DiT's training differs. If the loss, the gradients, the optimizer, the EMA, the
-export or the sampler's use of the trained weights breaks, the margins below collapse. About 3 minutes on
-2 CPU cores (4 on a shared one).
+export or the sampler's use of the trained weights breaks, the margins below collapse. About 2 minutes on
+2 CPU cores.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import pytest
 from train_fixtures import PYTHON, ROOT, compile_cache, subprocess_env  # noqa: F401 (compile_cache: fixture)
 
 PAIRS = 6
-SHORT = ("data.num_synthetic_clips=512", "train.vae_steps=500", "train.vae_stat_batches=4", "train.steps=1500",
-         "train.checkpoint_every=1500", "sample.num_steps=8")
+SHORT = ("data.num_synthetic_clips=512", "train.vae_steps=400", "train.vae_stat_batches=4", "train.steps=800",
+         "train.checkpoint_every=800", "sample.num_steps=8")
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +42,8 @@ def test_training_beats_the_untrained_model_on_held_out_swaps(tmp_path, compile_
     untrained = _demo(tmp_path / "untrained", env, "train.vae_steps=0", f"train.vae_init={tmp_path / 'trained' / 'vae'}",
                       "train.steps=1", "train.checkpoint_every=1")
     report = f"trained {trained}, untrained {untrained}"
-    # Measured (6 pairs): background 15.9 vs 11.5 dB, masked region 15.0 vs 11.4 dB, colour 5/6 vs 3/6.
+    print(report)  # shown with -s, and in the failure message below
+    # Measured (6 pairs, 800 steps): background 15.2 vs 11.4 dB, masked region 13.7 vs 11.3 dB, colour 5/6 vs 3/6.
     assert trained["bg_psnr_raw"] >= untrained["bg_psnr_raw"] + 2.5, report  # it keeps what it was told to keep
-    assert trained["masked_psnr"] >= untrained["masked_psnr"] + 2.0, report  # and fills the region like the truth
+    assert trained["masked_psnr"] >= untrained["masked_psnr"] + 1.2, report  # and fills the region like the truth
     assert trained["closer"] >= 4 / 6 and trained["closer"] > untrained["closer"], report  # in the reference's colour
