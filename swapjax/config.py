@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib.util
 import io
 import pathlib
 import types
@@ -27,6 +26,7 @@ from swapjax.models.dit_config import DiTConfig
 from swapjax.models.swap_config import SwapConfig, validate_swap
 from swapjax.models.vae_config import VAEConfig
 from swapjax.parallel import MeshConfig
+from swapjax.python_file import call_factory
 from swapjax.sample.config import SampleConfig
 from swapjax.losses import LossConfig
 from swapjax.train.config import OptimizerConfig, TrainConfig
@@ -68,22 +68,9 @@ class Config:
 
 def load_config(path: str | pathlib.Path, overrides: Sequence[str] = ()) -> Config:
     """Imports a `configs/*.py` file, calls its `get_config()` and applies `overrides` (`key=value` strings)."""
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist: pass a path such as configs/tiny.py")
-    spec = importlib.util.spec_from_file_location(f"swapjax_config_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except SyntaxError as err:
-        raise ConfigError(f"config file {str(path)!r} is not valid Python (line {err.lineno}: {err.msg}): fix it, "
-                          "or pass a configs/*.py file") from None
-    if not hasattr(module, "get_config"):
-        raise ConfigError(f"config file {str(path)!r} has no get_config(): define one returning swapjax.config.Config")
-    config = module.get_config()
-    if not isinstance(config, Config):
-        raise ConfigError(f"config file {str(path)!r}: get_config() returned {type(config).__name__}, not "
-                          "swapjax.config.Config")
+    config = call_factory(path, "get_config", Config, label="config file",
+                          missing_hint="pass a path such as configs/tiny.py",
+                          syntax_hint=": fix it, or pass a configs/*.py file")
     return apply_overrides(config, overrides)
 
 

@@ -66,3 +66,17 @@ def test_load_config_errors(tmp_path):
     (tmp_path / "empty.py").write_text("x = 1\n")
     with pytest.raises(ConfigError, match="no get_config"):
         load_config(tmp_path / "empty.py")
+
+
+@pytest.mark.parametrize("name, text, match", [
+    ("missing.py", None, "config file '.*missing.py' does not exist: pass a path such as configs/tiny.py"),
+    ("notes.md", "hello", r"config file '.*notes.md' is not a Python file: pass a path"),
+    ("broken.py", "def get_config(:\n", r"is not valid Python \(line 1: .*\): fix it, or pass a configs/\*.py file"),
+    ("empty.py", "x = 1\n", r"has no get_config\(\): define one returning swapjax.config.Config"),
+    ("wrong.py", "def get_config():\n    return 3\n", r"get_config\(\) returned int, not swapjax.config.Config"),
+])
+def test_a_bad_config_file_is_one_config_error_that_says_what_to_do(tmp_path, name, text, match):
+    if text is not None:
+        (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load_config(tmp_path / name)

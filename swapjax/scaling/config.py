@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import math
 import pathlib
 
 from swapjax.config_error import ConfigError, require
+from swapjax.python_file import call_factory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,20 +50,8 @@ class SweepConfig:
 def load_sweep(path: str | pathlib.Path) -> tuple[SweepConfig, pathlib.Path]:
     """Imports a sweep file and calls its `get_sweep()` -> (the sweep, its base run config's path)."""
     path = pathlib.Path(path)
-    if not path.is_file():
-        raise ConfigError(f"--sweep {str(path)!r} does not exist: pass a file such as configs/sweeps/tiny.py")
-    spec = importlib.util.spec_from_file_location(f"swapjax_sweep_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except SyntaxError as err:
-        raise ConfigError(f"--sweep {str(path)!r} is not valid Python (line {err.lineno}: {err.msg})") from None
-    if not hasattr(module, "get_sweep"):
-        raise ConfigError(f"--sweep {str(path)!r} has no get_sweep(): define one returning a SweepConfig")
-    sweep = module.get_sweep()
-    if not isinstance(sweep, SweepConfig):
-        raise ConfigError(f"--sweep {str(path)!r}: get_sweep() returned {type(sweep).__name__}, not "
-                          "swapjax.scaling.config.SweepConfig")
+    sweep = call_factory(path, "get_sweep", SweepConfig, label="--sweep",
+                         missing_hint="pass a file such as configs/sweeps/tiny.py")
     base = (path.parent / sweep.base).resolve()
     if not base.is_file():
         raise ConfigError(f"SweepConfig.base ({sweep.base!r}) is not a file next to {str(path)!r}: name a run config "
