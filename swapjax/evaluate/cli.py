@@ -3,15 +3,16 @@
     python -m swapjax.evaluate --config configs/swap_tiny.py --cases CASES --checkpoint CKPT --out DIR \
         [--set sample.num_steps=30] [--background-dilate N] [--identity-weights backbone.safetensors]
 
-CASES is a folder or a JSON list (`swapjax/evaluate/cases.py`); CKPT is a sampling checkpoint
-(`swapjax/sample/checkpoint.py`; `--vae` for the two-folder layout); `--set` overrides the run config and, under
+CASES is a folder or a JSON list (`swapjax/evaluate/cases.py`); CKPT is a finished training run's folder
+(`runs/demo`: its `export/` and `vae/`) or another sampling checkpoint (`swapjax/sample/checkpoint.py`; `--vae`
+for the two-folder layout); the trained VAE's latent statistics are read from it, not from the config; `--set` overrides the run config and, under
 `sample.`, the sampler, as for `sample.py`. DIR receives `NAME.mp4` and `NAME_sheet.png` per case and
 `metrics.csv`, `metrics.md`, `contact_sheet.png` (`swapjax/evaluate/report.py`); existing files are an error
 unless `--overwrite`. `--identity-weights` adds `embedding_similarity` with an insightface IResNet the user
 supplies (`.pth` needs `--allow-pickle`).
 
-From Python, `evaluate(config, sample_cfg, cases, out, checkpoint, vae)` runs the same with a `Config` object (for
-example one whose VAE section carries a freshly trained VAE's latent statistics) and returns the rows.
+From Python, `evaluate(config, sample_cfg, cases, out, checkpoint, vae)` runs the same with a `Config` object and
+returns the rows.
 
 Exit codes: 0 when every case was scored; 1 when some case failed (each failure is one `error:` line on
 stderr and a row with its error in the table; the other cases still run); 2 for bad arguments, config,
@@ -44,7 +45,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line (see the module docstring)."""
     p = OneLineParser(prog=PROG, description="Sample and score swap cases with a swapjax checkpoint.")
     p.add_argument("--cases", required=True, help="folder of cases or a JSON list of them")
-    p.add_argument("--checkpoint", required=True, help="folder with dit/ and vae/, or a converted swap model")
+    p.add_argument("--checkpoint", required=True, help="a finished training run's folder (its export/ and vae/), "
+                   "a folder with dit/ and vae/, or a converted swap model (with --vae)")
     p.add_argument("--out", required=True, help="output folder for the videos, the table and the sheet")
     p.add_argument("--config", required=True, help="run config, e.g. configs/swap_tiny.py")
     p.add_argument("--vae", help="converted VAE folder (when --checkpoint is the swap model alone)")
@@ -107,7 +109,8 @@ def evaluate(config, sample_cfg, cases_path: str | pathlib.Path, out: str | path
     cases = read_cases(cases_path, out_dir)
     for name in (report.CSV_NAME, report.MARKDOWN_NAME, report.SHEET_NAME):
         check_output(out_dir / name, flag="--out", replace=overwrite)
-    checkpoint.check_against_config(config, *checkpoint.resolve(checkpoint_path, vae))
+    checkpoint.check_against_config(config, *checkpoint.resolve(checkpoint_path, vae,
+                                                                 vae_init=config.train.vae_init))
     embed = None
     if identity_weights:
         from swapjax.evaluate.embedder import identity_embedder

@@ -1,5 +1,11 @@
 """`VAEConfig`: the Wan2.1 3D causal VAE's architecture, latent statistics and how it runs (read by
-`models/vae.py`)."""
+`models/vae.py`).
+
+The latent statistics are learned, not chosen: a Wan VAE ships its own and the VAE stage measures a trained
+VAE's (`swapjax/train/vae_stage.py`), and either is written into the VAE's checkpoint. A run config's
+`latents_mean` / `latents_std` only seed a VAE trained from scratch; whoever loads a VAE checkpoint takes them
+from it (`LEARNED_FIELDS`, `with_learned`), while every other architecture field must agree with the config.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +24,8 @@ WAN21_LATENTS_STD = (
     2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743,
     3.2687, 2.1526, 2.8652, 1.5579, 1.6382, 1.1253, 2.8251, 1.9160,
 )
+# Fields a trained VAE carries in its checkpoint and a loader takes from there instead of the run config.
+LEARNED_FIELDS = ("latents_mean", "latents_std")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,3 +60,13 @@ class VAEConfig:
     @property
     def temporal_factor(self) -> int:
         return 2 ** sum(bool(d) for d in self.temperal_downsample)
+
+
+def learned(cfg: VAEConfig) -> dict[str, tuple[float, ...]]:
+    """`{field: value}` of the learned fields (`LEARNED_FIELDS`)."""
+    return {name: getattr(cfg, name) for name in LEARNED_FIELDS}
+
+
+def with_learned(cfg: VAEConfig, trained: VAEConfig) -> VAEConfig:
+    """`cfg` with the learned fields of `trained` (a checkpoint's config); everything else stays `cfg`'s."""
+    return dataclasses.replace(cfg, **learned(trained))

@@ -1,5 +1,10 @@
 """The models `swapjax.sample` reads: a swap DiT and a Wan VAE, each a folder written by
-`swapjax.convert.saved.save_converted`, in one of two layouts.
+`swapjax.convert.saved.save_converted`, in one of these layouts.
+
+    RUN/                        --checkpoint RUN (a finished `python train.py --workdir RUN`)
+      export/                   kind "swap": the run's inference export (EMA)
+      vae/                      kind "vae": its VAE stage's VAE; a run without a VAE stage encoded with
+                                `train.vae_init`, which the run config names and is read instead
 
     CKPT/                       --checkpoint CKPT (one folder holding both; `save_sampling_checkpoint` writes it)
       dit/                      kind "swap": swapjax_config.json + params/
@@ -17,8 +22,11 @@
 The run config (`--config`) is the authority on what the model is: before any parameter is read, the shapes
 its `DiTConfig` + `SwapConfig` and `VAEConfig` imply are compared with the checkpoint's, and one
 `CheckpointError` lists every parameter that differs with both shapes; architecture fields that change the
-numbers without changing a shape (eps, rope theta, latent statistics, ...) must agree too. Execution fields
-(dtypes, attention backend, remat) come from the run config; parameters are cast to its `param_dtype`.
+numbers without changing a shape (eps, rope theta, ...) must agree too. What a run learned travels with its
+checkpoint instead: the VAE's latent statistics (`vae_config.LEARNED_FIELDS`, measured by the VAE stage or
+shipped with a Wan VAE) are read from the VAE folder, and the config's values, placeholders for a VAE trained
+from scratch, are replaced (one line on stderr says so when they differ). Execution fields (dtypes, attention
+backend, remat) come from the run config; parameters are cast to its `param_dtype`.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from __future__ import annotations
 import functools
 import json
 import pathlib
+import sys
 from typing import Any, NamedTuple
 
 import jax
@@ -42,9 +51,10 @@ from swapjax.models.execution import architecture
 from swapjax.models.swap import abstract_swap
 from swapjax.models.swap_config import SwapConfig
 from swapjax.models.vae import abstract_vae
-from swapjax.models.vae_config import VAEConfig
+from swapjax.models.vae_config import LEARNED_FIELDS, VAEConfig, learned, with_learned
 
 DIT_DIR, VAE_DIR = "dit", "vae"
+RUN_DIT_DIR, RUN_VAE_DIR = "export", "vae"  # a training run's folders (swapjax/train/loop.py, vae_stage.py)
 
 
 class SamplingModels(NamedTuple):
@@ -57,25 +67,47 @@ class SamplingModels(NamedTuple):
     vae_state: nnx.State
 
 
-def resolve(checkpoint: str | pathlib.Path, vae: str | pathlib.Path | None = None) -> tuple[pathlib.Path, pathlib.Path]:
-    """(swap DiT folder, VAE folder) for the two layouts of the module docstring."""
+def resolve(checkpoint: str | pathlib.Path, vae: str | pathlib.Path | None = None, *,
+            vae_init: str | pathlib.Path | None = None) -> tuple[pathlib.Path, pathlib.Path]:
+    """(swap DiT folder, VAE folder) for the layouts of the module docstring; `vae_init` is the run config's
+    `train.vae_init`, the VAE of a run folder that has no `vae/`."""
     root = pathlib.Path(checkpoint)
     if not root.exists():
-        raise CheckpointError(f"checkpoint {str(root)!r} does not exist: pass the folder holding dit/ and vae/ "
-                              "(or a converted swap model with --vae)")
+        raise CheckpointError(f"checkpoint {str(root)!r} does not exist: pass a finished run's folder, the folder "
+                              "holding dit/ and vae/, or a converted swap model with --vae")
+    run_dit = root / RUN_DIT_DIR
+    is_run = (run_dit / saved.CONFIG_FILE).is_file()
     if vae is not None:
         vae = pathlib.Path(vae)
         if not (vae / saved.CONFIG_FILE).is_file():
             raise CheckpointError(f"--vae {str(vae)!r} holds no {saved.CONFIG_FILE}: pass a VAE folder written by "
                                   "python -m swapjax.convert")
-        return root, vae
+        return (run_dit if is_run else root), vae
+    if is_run:
+        return run_dit, _run_vae(root, vae_init)
     if (root / saved.CONFIG_FILE).is_file():
-        raise CheckpointError(f"checkpoint {str(root)!r} is a single converted model: pass its VAE with --vae, or "
-                              f"a folder holding {DIT_DIR}/ and {VAE_DIR}/")
+        hint = ""
+        if root.name == RUN_DIT_DIR and (root.parent / RUN_VAE_DIR / saved.CONFIG_FILE).is_file():
+            hint = f", or the run folder {str(root.parent)!r} alone"
+        raise CheckpointError(f"checkpoint {str(root)!r} is a single converted model: pass its VAE with --vae"
+                              f"{hint}, or a folder holding {DIT_DIR}/ and {VAE_DIR}/")
+    if (root / "checkpoints").is_dir() or (root / "metrics.jsonl").is_file():
+        raise CheckpointError(f"checkpoint {str(root)!r} is a training run without {RUN_DIT_DIR}/: it has not "
+                              "finished; run the same train.py command again to finish it")
     if not ((root / DIT_DIR / saved.CONFIG_FILE).is_file() and (root / VAE_DIR / saved.CONFIG_FILE).is_file()):
         raise CheckpointError(f"checkpoint {str(root)!r} holds no {DIT_DIR}/ and {VAE_DIR}/ converted models: pass a "
-                              "folder written by save_sampling_checkpoint, or a swap model with --vae")
+                              "finished run's folder, a folder written by save_sampling_checkpoint, or a swap model "
+                              "with --vae")
     return root / DIT_DIR, root / VAE_DIR
+
+
+def _run_vae(run: pathlib.Path, vae_init: str | pathlib.Path | None) -> pathlib.Path:
+    """The VAE a finished run encoded with: its VAE stage's `vae/`, else the config's `train.vae_init`."""
+    for folder in (run / RUN_VAE_DIR, vae_init):
+        if folder is not None and (pathlib.Path(folder) / saved.CONFIG_FILE).is_file():
+            return pathlib.Path(folder)
+    raise CheckpointError(f"run {str(run)!r} has no {RUN_VAE_DIR}/ (it had no VAE stage) and the config's "
+                          f"train.vae_init ({vae_init!r}) is no converted VAE: pass the VAE it trained with as --vae")
 
 
 def pipeline_parts(folder: str | pathlib.Path) -> dict[str, pathlib.Path]:
@@ -146,7 +178,23 @@ def check_against_config(config: Config, dit: pathlib.Path, vae: pathlib.Path) -
     check_shapes(_vae_shapes(config.vae), _vae_shapes(vae_cfg), what=f"VAE {str(vae)!r}")
     _agree(f"swap model {str(dit)!r}", {**architecture(config.dit), **architecture(config.swap)},
            {**architecture(dit_cfg), **architecture(swap_cfg)})
-    _agree(f"VAE {str(vae)!r}", architecture(config.vae), architecture(vae_cfg))
+    _agree(f"VAE {str(vae)!r}", _fixed(config.vae), _fixed(vae_cfg))
+
+
+def _fixed(cfg: VAEConfig) -> dict[str, Any]:
+    """The VAE's architecture fields a checkpoint must agree on (its learned fields are read from it)."""
+    return {k: v for k, v in architecture(cfg).items() if k not in LEARNED_FIELDS}
+
+
+def take_learned(config: Config, vae: pathlib.Path) -> Config:
+    """`config` with the VAE checkpoint's learned fields (latent statistics) in place of the config's; one line on
+    stderr when they differ."""
+    trained = _meta(vae, "vae")
+    if learned(trained) == learned(config.vae):
+        return config
+    print(f"VAE {str(vae)!r}: {' and '.join(LEARNED_FIELDS)} read from the checkpoint (what its training measured); "
+          "the config's values only seed a VAE trained from scratch", file=sys.stderr, flush=True)
+    return config.replace(vae=with_learned(config.vae, trained))
 
 
 def _cast(state: nnx.State, like: nnx.State) -> nnx.State:
@@ -160,9 +208,11 @@ def _cast(state: nnx.State, like: nnx.State) -> nnx.State:
 
 def load_models(config: Config, checkpoint: str | pathlib.Path, vae: str | pathlib.Path | None = None, *,
                 mesh: jax.sharding.Mesh | None = None) -> SamplingModels:
-    """Checks, then reads the swap DiT and the VAE for `config`; with `mesh`, parameters land sharded by the rules."""
-    dit_dir, vae_dir = resolve(checkpoint, vae)
+    """Checks, then reads the swap DiT and the VAE for `config`; with `mesh`, parameters land sharded by the rules.
+    The returned config carries the VAE checkpoint's latent statistics (`take_learned`)."""
+    dit_dir, vae_dir = resolve(checkpoint, vae, vae_init=config.train.vae_init)
     check_against_config(config, dit_dir, vae_dir)
+    config = take_learned(config, vae_dir)
     dit_graph, dit_like = abstract_swap(config.dit, config.swap)
     vae_graph, vae_like = abstract_vae(config.vae)
     _, _, dit_state = saved.load_converted(dit_dir, mesh=mesh)

@@ -12,8 +12,9 @@
 models, its CLIP encodes every job's reference; both run and are released before the DiT loads.
 
 `--set key=value` overrides the run config (`dit.attention=cudnn`, `mesh.sequence=-1`) or, under `sample.`, the
-`SampleConfig` (`sample.num_steps=30`, `sample.guidance_scale=4.5`). The checkpoint layout is documented in
-`swapjax/sample/checkpoint.py`. Order of work: arguments and configs, outputs, the checkpoint's shapes, every
+`SampleConfig` (`sample.num_steps=30`, `sample.guidance_scale=4.5`). The checkpoint layouts (a finished run's
+folder, `--checkpoint RUN`, among them) are documented in `swapjax/sample/checkpoint.py`; a trained VAE's latent
+statistics are read from it, not from the config. Order of work: arguments and configs, outputs, the checkpoint's shapes, every
 job's inputs; only then the model loads. Any problem there is one `error:` line and exit code 2 with nothing
 written; in batch mode a bad job is one line and the others still run (exit 2 if any failed). With more than
 one device, sampling runs under the config's mesh (default: every device on `sequence`).
@@ -46,7 +47,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = OneLineParser(prog=PROG, description="Swap the subject of videos with a swapjax swap model.")
     p.add_argument("--config", required=True, help="run config, e.g. configs/swap_tiny.py")
     model = p.add_mutually_exclusive_group(required=True)
-    model.add_argument("--checkpoint", help="folder with dit/ and vae/, or a converted swap model")
+    model.add_argument("--checkpoint", help="a finished training run's folder (its export/ and vae/), a folder with "
+                       "dit/ and vae/, or a converted swap model (with --vae)")
     model.add_argument("--pipeline", help="a converted pipeline (python -m swapjax.convert --pipeline): the swap "
                        "model, VAE and the text/image encoders that encode --prompt and each reference")
     p.add_argument("--vae", help="converted VAE folder (when --checkpoint is the swap model alone)")
@@ -144,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         root = args.pipeline or args.checkpoint
         if args.pipeline is not None:
             checkpoint.pipeline_parts(args.pipeline)
-        ckpt = checkpoint.resolve(root, args.vae)
+        ckpt = checkpoint.resolve(root, args.vae, vae_init=config.train.vae_init)
         checkpoint.check_against_config(config, *ckpt)
     except (InputError, ConfigError, CheckpointError) as err:
         _say(str(err))
