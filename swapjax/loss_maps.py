@@ -136,25 +136,6 @@ def frame_identity_cosines(encode: Encode, frames: Float[Array, "b F H W 3"], re
     return cosine_similarity(emb, ref[:, None])  # [B, F]
 
 
-def chunk_identity_cosines(encode: Encode, frames: Float[Array, "b F H W 3"], reference: Float[Array, "b h w 3"],
-                           *, chunk_frames: int, temporal: int = 4) -> Float[Array, "b n"]:
-    """Identity similarity per latent chunk `[B, C]`: the mean over a chunk's pixel frames of
-    `frame_identity_cosines`. Chunk `c` holds latent frames `[c·k, (c+1)·k)`, `k = chunk_frames` (see
-    `losses.identity_coherence_loss`); `frames` is the decoded x̂0 video `[B, F, H, W, 3]`, `F ≡ 1 (mod 4)`."""
-    return chunk_mean(frame_identity_cosines(encode, frames, reference), chunk_frames=chunk_frames, temporal=temporal)
-
-
-def chunk_mean(values: Float[Array, "b F"], *, chunk_frames: int, temporal: int = 4) -> Float[Array, "b n"]:
-    """Per-pixel-frame values `[B, F]` -> their mean over each latent chunk `[B, C]` (chunk `c` holds latent
-    frames `[c·k, (c+1)·k)`, `k = chunk_frames`; `F ≡ 1 (mod temporal)`)."""
-    n = values.shape[1]
-    if (n - 1) % temporal:
-        raise ValueError(f"decoded frames have F = {n}: must be 1 mod {temporal} (whole latent frames)")
-    chunk = latent_frame_of_pixel(n, temporal) // chunk_frames  # [F]
-    onehot = jax.nn.one_hot(chunk, int(chunk.max()) + 1, dtype=jnp.float32)  # [F, C]
-    return (values.astype(jnp.float32) @ onehot) / jnp.sum(onehot, axis=0)  # [B, C]
-
-
 def subject_crops(frames: Float[Array, "b F H W 3"], subject_mask: Float[Array, "b F H W"], size: int,
                   grey: float = 0.0) -> Float[Array, "b F s s 3"]:
     """Each frame's subject on a flat `grey` square, as the training reference shows it (`data/reference.py`):

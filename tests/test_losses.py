@@ -10,10 +10,10 @@ import pytest
 from flax import nnx
 
 from swapjax.config_error import ConfigError
-from swapjax.loss_maps import (chunk_identity_cosines, frame_difference, frame_identity_cosines,
-                               landmark_proximity, mear_latent_weights, mear_pixel_weights, pool_to_latent)
-from swapjax.losses import (LossConfig, LossInputs, coherence_weights, flow_matching_loss, identity_coherence_loss,
-                            identity_loss, mear_loss, region_reweighted_loss, total_loss)
+from swapjax.loss_maps import (frame_difference, frame_identity_cosines, landmark_proximity, mear_latent_weights,
+                               mear_pixel_weights, pool_to_latent)
+from swapjax.losses import (LossConfig, LossInputs, coherence_chunk_onehot, coherence_weights, flow_matching_loss,
+                            identity_coherence_loss, identity_loss, mear_loss, region_reweighted_loss, total_loss)
 from swapjax.models.image_encoder import SmallEncoderConfig, build_image_encoder, encode_images
 
 
@@ -83,31 +83,89 @@ def test_region_loss_empty_mask_and_batch_one_stay_finite():
 
 
 # ---------------------------------------------------------------------------------------- coherence
-def test_coherence_weights_and_loss_hand_value():
-    # 3 latent frames, chunks of 2 -> chunk 0 = frames {0, 1}, chunk 1 = frame {2}
+# DreamID-V: Q = 1 / (cos(E(x̂0_frame), E(ref)) + δ) per decoded frame, averaged over each VAE chunk's frames to
+# Q_c, loss Σ_c Q_c · mean(ℓ_c). Two latent frames = 5 pixel frames: chunk 0 = pixel frame 0, chunk 1 = 1..4.
+COS = [0.9, 0.4, 0.6, 0.15, 0.9]
+DELTA = 0.1
+
+
+def _two_chunk_velocity():
+    # latent frame 0: errors 1, 9 (mean 5); latent frame 1: errors 4, 0 (mean 2)
+    return latent([[[1.0, 3.0]], [[2.0, 0.0]]])  # [1, 2, 1, 2, 1]
+
+
+def _paper_coherence(cos, err_means, delta, reduce=sum):
+    """The paper's formula in plain Python: per-frame Q, mean over the chunk's frames, Σ_c Q_c · mean(ℓ_c)."""
+    q = [1 / (c + delta) for c in cos]
+    chunks = [q[:1], q[1:5]]
+    return reduce([sum(qc) / len(qc) * e for qc, e in zip(chunks, err_means)])
+
+
+def test_coherence_loss_is_the_papers_formula_by_hand():
+    v_pred = _two_chunk_velocity()
+    # Q per frame: 1/1.0 = 1, 1/0.5 = 2, 1/0.7 = 10/7, 1/0.25 = 4, 1/1.0 = 1
+    # Q_0 = 1; Q_1 = (2 + 10/7 + 4 + 1) / 4 = 59/28; loss = 1·5 + 59/28·2 = 129/14 = 9.2142857
+    np.testing.assert_allclose(129 / 14, _paper_coherence(COS, [5, 2], DELTA), rtol=1e-12)
+    loss = identity_coherence_loss(v_pred, 0 * v_pred, jnp.asarray([COS]), delta=DELTA)
+    np.testing.assert_allclose(loss, [129 / 14], rtol=1e-6)
+    # the same through total_loss with the default LossConfig options (the paper's form)
+    cfg = LossConfig(flow_matching_weight=0.0, coherence_weight=1.0, coherence_delta=DELTA)
+    got, metrics = total_loss(cfg, LossInputs(v_pred, 0 * v_pred, frame_cos=jnp.asarray([COS])))
+    np.testing.assert_allclose([got, metrics["loss/coherence"]], [129 / 14] * 2, rtol=1e-6)
+    # the weights alone, per sample: a second sample with every cosine 0.4 has Q = 2 in both chunks
+    _, onehot = coherence_chunk_onehot(2, 5, 1)
+    np.testing.assert_allclose(coherence_weights(jnp.asarray([COS, [0.4] * 5]), onehot, DELTA),
+                               [[1.0, 59 / 28], [2.0, 2.0]], rtol=1e-6)
+
+
+def test_coherence_variants_are_options_with_their_own_hand_values():
+    v_pred, cos = _two_chunk_velocity(), jnp.asarray([COS])
+    loss = functools.partial(identity_coherence_loss, v_pred, 0 * v_pred, cos, delta=DELTA)
+    # mean over the chunks instead of the sum: 129/14 / 2
+    np.testing.assert_allclose(loss(chunk_reduce="mean"), [129 / 28], rtol=1e-6)
+    # chunk cosine first: chunk 1's mean cosine (0.4 + 0.6 + 0.15 + 0.9)/4 = 0.5125 -> Q_1 = 1/0.6125 = 80/49;
+    # loss = 5 + 2·80/49 = 405/49
+    np.testing.assert_allclose(loss(q_from="chunk_cosine"), [405 / 49], rtol=1e-6)
+    # Q rescaled to mean 1: mean(1, 59/28) = 87/56 -> Q = 56/87, 118/87; loss = (5·56 + 2·118)/87 = 516/87
+    np.testing.assert_allclose(loss(normalize=True), [516 / 87], rtol=1e-6)
+    # a cosine below −δ: as written its Q is negative (1/(−0.5 + 0.1) = −2.5); clamped it is 1/δ = 10
+    neg = jnp.asarray([[0.9, 0.4, 0.6, -0.5, 0.9]])
+    # unclamped: Q_1 = (2 + 10/7 − 2.5 + 1)/4 = 27/56 -> 5 + 2·27/56 = 167/28
+    np.testing.assert_allclose(identity_coherence_loss(v_pred, 0 * v_pred, neg, delta=DELTA), [167 / 28], rtol=1e-6)
+    # clamped: Q_1 = (2 + 10/7 + 10 + 1)/4 = 101/28 -> 5 + 2·101/28 = 171/14
+    np.testing.assert_allclose(identity_coherence_loss(v_pred, 0 * v_pred, neg, delta=DELTA, clamp_cosine=True),
+                               [171 / 14], rtol=1e-6)
+    # the project's earlier form is the four options together: clamp, chunk cosine, mean 1, mean over chunks
+    # chunk cosines 0.9, 0.5125 -> q = 1, 80/49, mean 129/98 -> Q = 98/129, 160/129; (5·98 + 2·160)/129/2
+    cfg = LossConfig(flow_matching_weight=0.0, coherence_weight=1.0, coherence_delta=DELTA,
+                     coherence_clamp_cosine=True, coherence_q_from="chunk_cosine", coherence_normalize_q=True,
+                     coherence_chunk_reduce="mean")
+    got, _ = total_loss(cfg, LossInputs(v_pred, 0 * v_pred, frame_cos=cos))
+    np.testing.assert_allclose(got, (5 * 98 + 2 * 160) / 129 / 2, rtol=1e-6)
+
+
+def test_coherence_chunks_of_several_latent_frames_and_shape_errors():
+    # 3 latent frames (9 pixel frames), chunks of 2 latent frames: chunk 0 = latent {0, 1} = pixel 0..4,
+    # chunk 1 = latent {2} = pixel 5..8
     v_pred = latent([[[1.0]], [[3.0]], [[2.0]]])  # errors 1, 9, 4 -> chunk means 5, 4
-    cos = jnp.asarray([[0.5, 0.9]])
-    # q = 1/(0.5 + 0.1), 1/(0.9 + 0.1) = 5/3, 1; mean 4/3 -> Q = 1.25, 0.75
-    np.testing.assert_allclose(coherence_weights(cos, 0.1), [[1.25, 0.75]], rtol=1e-6)
-    # (1.25·5 + 0.75·4) / 2 = 4.625
-    loss = identity_coherence_loss(v_pred, 0 * v_pred, cos, delta=0.1, chunk_frames=2)
-    np.testing.assert_allclose(loss, [4.625], rtol=1e-6)
-    # negative cosines count as 0: q = 10, 1 -> Q = 10/5.5, 1/5.5
-    np.testing.assert_allclose(coherence_weights(jnp.asarray([[-0.5, 0.9]]), 0.1), [[10 / 5.5, 1 / 5.5]],
-                               rtol=1e-6)
-    with pytest.raises(ValueError, match=r"chunk_cos has shape \(1, 3\): expected \[B, C\] = \(1, 2\)"):
-        identity_coherence_loss(v_pred, 0 * v_pred, jnp.ones((1, 3)), delta=0.1, chunk_frames=2)
+    cos = [0.9, 0.4, 0.4, 0.4, 0.4, 0.15, 0.15, 0.15, 0.15]
+    # Q_0 = (1 + 4·2)/5 = 9/5; Q_1 = 4; loss = 9/5·5 + 4·4 = 25
+    got = identity_coherence_loss(v_pred, 0 * v_pred, jnp.asarray([cos]), delta=DELTA, chunk_frames=2)
+    np.testing.assert_allclose(got, [25.0], rtol=1e-6)
+    with pytest.raises(ValueError, match=r"frame_cos has 8 frames for 3 latent frames: expected \(f − 1\)·T \+ 1"):
+        identity_coherence_loss(v_pred, 0 * v_pred, jnp.ones((1, 8)), delta=DELTA)
+    with pytest.raises(ValueError, match=r"frame_cos has shape \(2, 9\): expected \[B, F\] with B = 1"):
+        identity_coherence_loss(v_pred, 0 * v_pred, jnp.ones((2, 9)), delta=DELTA)
 
 
 def test_coherence_weights_pass_no_gradient():
-    v_pred = latent([[[1.0]], [[3.0]], [[2.0]]])
-    cos = jnp.asarray([[0.5, 0.9]])
-    f = lambda v, c: identity_coherence_loss(v, 0 * v, c, delta=0.1, chunk_frames=2)[0]
-    g_v, g_cos = jax.grad(f, argnums=(0, 1))(v_pred, cos)
-    np.testing.assert_array_equal(g_cos, np.zeros((1, 2)))
-    # d/dv of Q_c·mean(ℓ_c)/C = Q_c·2v/|c|/C: frame 0: 1.25·2·1/2/2 = 0.625; frame 1: 1.25·2·3/2/2 = 1.875;
-    # frame 2: 0.75·2·2/1/2 = 1.5
-    np.testing.assert_allclose(g_v.ravel(), [0.625, 1.875, 1.5], rtol=1e-6)
+    v_pred = _two_chunk_velocity()
+    f = lambda v, c: identity_coherence_loss(v, 0 * v, c, delta=DELTA)[0]
+    g_v, g_cos = jax.grad(f, argnums=(0, 1))(v_pred, jnp.asarray([COS]))
+    np.testing.assert_array_equal(g_cos, np.zeros((1, 5)))
+    # d/dv of Q_c·mean(ℓ_c) = Q_c·2v/|c| (|c| = 2 positions): latent frame 0: 1·2·1/2 = 1, 1·2·3/2 = 3;
+    # latent frame 1: 59/28·2·2/2 = 59/14, and 0
+    np.testing.assert_allclose(g_v.ravel(), [1.0, 3.0, 59 / 14, 0.0], rtol=1e-6)
 
 
 # --------------------------------------------------------------------------------------------- MEAR
@@ -163,18 +221,13 @@ def test_identity_loss_hand_value():
                                rtol=1e-6)
 
 
-def test_identity_cosines_per_frame_and_per_chunk():
+def test_identity_cosines_per_frame():
     colours = [(1, 0, 0), (0, 1, 0), (1, 1, 0), (-1, 0, 0), (3, 4, 0)]  # 5 pixel frames = 2 latent frames
     frames = jnp.asarray(np.broadcast_to(np.array(colours, np.float32)[None, :, None, None], (1, 5, 8, 8, 3)))
     reference = jnp.zeros((1, 8, 8, 3)).at[..., 0].set(1.0)
     encode = lambda images: jnp.mean(images, axis=(1, 2))  # [N, H, W, 3] -> mean colour [N, 3]
     want = [1.0, 0.0, 1 / math.sqrt(2), -1.0, 0.6]
     np.testing.assert_allclose(frame_identity_cosines(encode, frames, reference), [want], atol=1e-6)
-    # chunks of one latent frame: {frame 0}, {frames 1..4}; of two: everything
-    np.testing.assert_allclose(chunk_identity_cosines(encode, frames, reference, chunk_frames=1),
-                               [[1.0, np.mean(want[1:])]], atol=1e-6)
-    np.testing.assert_allclose(chunk_identity_cosines(encode, frames, reference, chunk_frames=2),
-                               [[np.mean(want)]], atol=1e-6)
 
 
 def test_identity_term_trains_through_the_small_encoder():
@@ -203,7 +256,7 @@ def test_total_loss_is_the_weighted_sum_of_the_terms():
     key = jax.random.split(jax.random.key(3), 6)
     v_pred, v_target = jax.random.normal(key[0], (2, 3, 2, 2, 4)), jax.random.normal(key[1], (2, 3, 2, 2, 4))
     mask = (jax.random.uniform(key[2], (2, 3, 2, 2)) > 0.5).astype(jnp.float32)
-    cos = jax.random.uniform(key[3], (2, 3))
+    cos = jax.random.uniform(key[3], (2, 9))  # 3 latent frames = 9 decoded frames
     w = 1 + jax.random.uniform(key[4], (2, 3, 2, 2))
     x0p, x0 = jax.random.normal(key[5], (2, 1, 4, 4, 3)), jnp.zeros((2, 1, 4, 4, 3))
     head, idc = jnp.ones((2, 1, 4, 4)), jnp.asarray([[0.5], [0.2]])
@@ -235,6 +288,8 @@ def test_enabled_term_without_its_input_is_explained():
     (dict(flow_matching_weight=0.0), r"every term weight is 0"),
     (dict(coherence_delta=0.0), r"LossConfig.coherence_delta = 0.0: must be a finite number > 0"),
     (dict(coherence_chunk_frames=0), r"LossConfig.coherence_chunk_frames = 0: must be an integer >= 1"),
+    (dict(coherence_q_from="chunk"), r"LossConfig.coherence_q_from = 'chunk': allowed values are \['frames', "),
+    (dict(coherence_chunk_reduce="max"), r"LossConfig.coherence_chunk_reduce = 'max': allowed values are \['sum', "),
     (dict(mear_sigma=float("nan")), r"LossConfig.mear_sigma = nan"),
     (dict(encoder="clip"), r"LossConfig.encoder = 'clip': allowed values are \['iresnet', 'small'\]"),
 ])

@@ -15,8 +15,7 @@ from jax.extend.core import ClosedJaxpr, Jaxpr, jaxprs_in_params
 
 from train_fixtures import on_mesh, tiny_config
 from swapjax.data.pipeline import make_iterator
-from swapjax.loss_maps import (chunk_identity_cosines, frame_identity_cosines, mear_latent_weights,
-                               subject_crops)
+from swapjax.loss_maps import frame_identity_cosines, mear_latent_weights, subject_crops
 from swapjax.config_error import ConfigError
 from swapjax.losses import LossConfig, LossInputs, total_loss
 from swapjax.models.image_encoder import encode_images
@@ -77,7 +76,7 @@ def _expected(config, setup, models, frozen, params, batch):
     kps = batch["keypoints"]
     inputs = LossInputs(
         v_pred=v, v_target=batch["target"], subject_mask=batch["subject"],
-        chunk_cos=chunk_identity_cosines(encode, crops, batch["reference"], chunk_frames=loss.coherence_chunk_frames),
+        frame_cos=frame_identity_cosines(encode, crops, batch["reference"]),
         mear_weights=mear_latent_weights(batch["video"], kps[..., :2], alpha=loss.mear_alpha, beta=loss.mear_beta,
                                          sigma=loss.mear_sigma, landmark_valid=(kps[..., 2] > 0).astype(jnp.float32)),
         x0_pred_px=frames, x0_px=batch["video"], head_mask=batch["subject_mask"],
