@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import tyro
 
 from swapjax.config_error import ConfigError, require
-from swapjax.data.config import DataConfig
+from swapjax.data.config import DataConfig, StageFromTrain
 from swapjax.models.dit_config import DiTConfig
 from swapjax.models.swap_config import SwapConfig, validate_swap
 from swapjax.models.vae_config import VAEConfig
@@ -51,6 +51,7 @@ class Config:
     sample: SampleConfig = dataclasses.field(default_factory=SampleConfig)  # swapjax.sample: solver, steps, guidance
 
     def __post_init__(self):
+        self._follow_train_stage()
         if self.swap is not None:
             validate_swap(self.dit, self.swap)
             vae, swap = self.vae, self.swap
@@ -61,6 +62,15 @@ class Config:
             require(self.dit.out_channels == vae.z_dim,
                     f"DiTConfig.out_channels ({self.dit.out_channels}) must equal VAEConfig.z_dim ({vae.z_dim}) "
                     "for the swap model")
+
+    def _follow_train_stage(self) -> None:
+        """`data.stage` None (or derived before) follows `train.stage`: "1" -> 1, "2" -> 2, "lora" -> 1, so
+        `train.stage=2` turns on the stage-2 data (reference jitter); a `data.stage` the user set is kept."""
+        stage = self.data.stage
+        if stage is not None and not isinstance(stage, StageFromTrain):
+            return
+        derived = StageFromTrain(2 if self.train.stage == "2" else 1)
+        object.__setattr__(self, "data", dataclasses.replace(self.data, stage=derived))
 
     def replace(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **changes)

@@ -22,12 +22,40 @@ class MaskConfig:
     shape_aug_max: int = 3  # at most this many extra shapes
     feather: int = 4  # sampling composite: feather radius in pixels
     dilate_infer: int = 4  # sampling composite: dilation before feathering
+    # SwapAnyHead (head swapping; off by default): the training mask is the subject dilated by block_dilate and cut
+    # into block_size x block_size pixel blocks (a block is on if any pixel is), in place of the bbox / grid choice
+    blocks: bool = False
+    block_dilate: int = 8  # pixels (ours: the paper gives no value)
+    block_size: int = 16  # pixels per block side (ours)
+    # SwapAnyHead hair enhancement (head-swapping records only: they carry `cloth` and `hair` masks, and keypoints
+    # for the shoulders): the body pixels `cloth · (hair + shoulder_rect)` join the region to regenerate
+    hair_enhance: bool = False
+    shoulder_keypoints: tuple[int, int] = (5, 6)  # (left, right) shoulder indices in the record's keypoints (COCO)
+    # SwapAnyHead's random foreground scaling: with this probability the subject is scaled by s ~ U[min, max] about
+    # its box centre and pasted on the background without it (the record's `background`, else inpainted)
+    p_foreground_scale: float = 0.0
+    foreground_scale_min: float = 0.8  # ours: the paper gives no range
+    foreground_scale_max: float = 1.25
 
     def __post_init__(self):
         require(0.0 <= self.p_bbox <= 1.0, f"MaskConfig.p_bbox ({self.p_bbox}) must be in [0, 1]")
         require(0 < self.grid_cell_min <= self.grid_cell_max,
                  f"MaskConfig: need 0 < grid_cell_min ({self.grid_cell_min}) <= grid_cell_max ({self.grid_cell_max})")
         require(self.grid_cell_infer > 0, f"MaskConfig.grid_cell_infer ({self.grid_cell_infer}) must be positive")
+        require(self.block_dilate >= 0 and self.block_size >= 1,
+                f"MaskConfig: need block_dilate ({self.block_dilate}) >= 0 and block_size ({self.block_size}) >= 1")
+        require(len(self.shoulder_keypoints) == 2 and min(self.shoulder_keypoints) >= 0,
+                f"MaskConfig.shoulder_keypoints ({self.shoulder_keypoints}) must be two keypoint indices >= 0")
+        require(0.0 <= self.p_foreground_scale <= 1.0,
+                f"MaskConfig.p_foreground_scale ({self.p_foreground_scale}) must be in [0, 1]")
+        require(0 < self.foreground_scale_min <= self.foreground_scale_max,
+                f"MaskConfig: need 0 < foreground_scale_min ({self.foreground_scale_min}) <= foreground_scale_max "
+                f"({self.foreground_scale_max})")
+
+
+class StageFromTrain(int):
+    """A `DataConfig.stage` the run-level `Config` derived from `train.stage` (not set by the user): it behaves as
+    the int it holds, and is derived again whenever the `Config` is rebuilt (an override of `train.stage`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +83,9 @@ class DataConfig:
     # keypoints per frame in each example (`keypoints` [F, K, 3]: x, y in the example's pixels, visibility; records
     # with fewer get invisible points); 0 = no `keypoints` array (the MEAR loss's landmarks need K > 0)
     num_keypoints: int = 0
-    stage: int = 1  # 2 adds reference jitter
+    # 2 adds reference jitter; None follows the run's train.stage ("1" -> 1, "2" -> 2, "lora" -> 1), resolved by
+    # swapjax.config.Config (a DataConfig used on its own treats None as 1)
+    stage: int | None = None
     mask: MaskConfig = dataclasses.field(default_factory=MaskConfig)
 
     def __post_init__(self):
@@ -68,7 +98,7 @@ class DataConfig:
         require(self.height % 16 == 0 and self.width % 16 == 0,
                  f"DataConfig: height ({self.height}) and width ({self.width}) must be multiples of 16")
         require(self.batch_size >= 1, f"DataConfig.batch_size ({self.batch_size}) must be >= 1")
-        require(self.stage in (1, 2), f"DataConfig.stage ({self.stage}) must be 1 or 2")
+        require(self.stage in (None, 1, 2), f"DataConfig.stage ({self.stage}) must be 1, 2 or None (follow train.stage)")
         for name, allowed in (("synthetic_textures", TEXTURE_KINDS), ("synthetic_backgrounds", BACKGROUND_KINDS)):
             kinds = getattr(self, name)
             require(kinds is None or (len(kinds) > 0 and set(kinds) <= set(allowed)),
