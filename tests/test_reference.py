@@ -1,4 +1,7 @@
-"""Reference images: the training crop r' = v_i * m_i and RGBA compositing onto neutral grey."""
+"""Reference images: the training crop r' = v_i * m_i, RGBA compositing onto neutral grey, and the one
+preparation (`prepare_reference`) that training and sampling share, with its automatic cut-out."""
+
+import warnings
 
 import numpy as np
 import pytest
@@ -6,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from swapjax.data import masks as M
-from swapjax.data.reference import NEUTRAL_GREY
+from swapjax.data.reference import NEUTRAL_GREY, ReferenceCutoutWarning, prepare_reference, subject_cutout
 
 
 def clip_with_box(seed: int, frames: int = 3, height: int = 40, width: int = 56):
@@ -96,3 +99,91 @@ def test_composite_on_grey_blends_towards_grey(seed, h, w):
     out = M.composite_on_grey(rgba).astype(np.float64)
     a = rgba[..., 3:] / 255.0
     np.testing.assert_allclose(out, rgba[..., :3] * a + NEUTRAL_GREY * (1 - a), atol=0.5 + 1e-9)
+
+
+# ---------------------------------------------------------------- prepare_reference: one preparation, both sides
+
+def sprite(scale: int = 1):
+    """uint8 `[40s, 30s, 3]` and bool `[40s, 30s]`: a striped body and a two-tone head with hard edges."""
+    yy, xx = np.mgrid[0:40, 0:30]
+    body = ((yy - 26) / 13.5) ** 2 + ((xx - 14.5) / 14.5) ** 2 <= 1
+    head = (yy >= 2) & (yy < 14) & (xx >= 8) & (xx < 22)
+    image = np.zeros((40, 30, 3), np.uint8)
+    image[body] = (200, 60, 40)
+    image[body & ((xx // 4) % 2 == 0)] = (230, 150, 30)
+    image[head] = (40, 90, 200)
+    image[head & (yy > 8)] = (20, 160, 90)
+    grow = lambda a: np.repeat(np.repeat(a, scale, 0), scale, 1)  # noqa: E731 (nearest-neighbour zoom)
+    return grow(image), grow(body | head)
+
+
+def framed(canvas_hw, colour, top, left, scale: int = 1):
+    """The sprite pasted (subject pixels only) at (top, left) on a plain canvas: uint8 image, bool mask."""
+    image, subject = sprite(scale)
+    out = np.empty((*canvas_hw, 3), np.uint8)
+    out[...] = colour
+    mask = np.zeros(canvas_hw, bool)
+    h, w = subject.shape
+    out[top:top + h, left:left + w][subject] = image[subject]
+    mask[top:top + h, left:left + w] = subject
+    return out, mask
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**31), st.sampled_from([8, 24, 48]))
+def test_training_crop_is_prepare_reference_of_its_frame(seed, size):
+    video, mask, _ = clip_with_box(seed)  # only frame 1 has the subject, so reference_crop must pick it
+    want = M.reference_crop(video, mask, np.random.default_rng(seed), size)
+    np.testing.assert_array_equal(prepare_reference(video[1], mask[1], size=size), want)
+    rgba = np.concatenate([video[1], 255 * mask[1][..., None]], axis=-1).astype(np.uint8)  # the same cut-out as alpha
+    np.testing.assert_array_equal(prepare_reference(rgba, size=size), want)
+
+
+@pytest.mark.parametrize("canvas, colour, top, left", [((160, 160), (255, 255, 255), 60, 65),
+                                                       ((120, 200), (170, 200, 235), 10, 150),
+                                                       ((40, 30), (30, 30, 30), 0, 0),  # touches every edge
+                                                       ((90, 50), (128, 128, 128), 50, 20)])
+def test_automatic_cutout_finds_the_subject_on_a_plain_canvas(canvas, colour, top, left):
+    image, mask = framed(canvas, colour, top, left)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning on a plain background
+        np.testing.assert_array_equal(subject_cutout(image), mask)
+        np.testing.assert_array_equal(prepare_reference(image, size=32), prepare_reference(image, mask, size=32))
+
+
+def test_automatic_cutout_tolerates_background_noise_drops_specks_and_fills_holes():
+    image, mask = framed((100, 100), (250, 250, 250), 30, 35)
+    noisy = np.clip(image + np.random.default_rng(0).normal(0, 4, image.shape) * ~mask[..., None], 0, 255)
+    noisy = noisy.astype(np.uint8)
+    noisy[5:7, 5:7] = 0  # a 4-pixel speck far from the subject (under MIN_PIECE of the subject's area)
+    noisy[50:54, 45:49] = 250  # a background-coloured hole inside the body: still subject
+    np.testing.assert_array_equal(subject_cutout(noisy), mask)
+
+
+def test_automatic_cutout_keeps_every_large_piece():
+    image, mask = framed((80, 120), (255, 255, 255), 20, 10)
+    second, mask2 = framed((80, 120), (255, 255, 255), 20, 70)
+    both = np.where(mask2[..., None], second, image)
+    np.testing.assert_array_equal(subject_cutout(both), mask | mask2)
+
+
+def test_automatic_cutout_warns_and_uses_the_whole_image_when_it_cannot_tell():
+    textured = np.random.default_rng(1).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    with pytest.warns(ReferenceCutoutWarning, match=r"'x': its border is not one plain colour .* whole image"):
+        assert subject_cutout(textured, "'x'").all()
+    plain = np.full((30, 30, 3), 90, np.uint8)
+    with pytest.warns(ReferenceCutoutWarning, match="no pixel differs from its plain background"):
+        assert subject_cutout(plain).all()
+    with pytest.warns(ReferenceCutoutWarning):
+        whole = prepare_reference(textured, size=25)
+    np.testing.assert_array_equal(whole, prepare_reference(textured, np.ones((40, 50)), size=25))
+
+
+def test_prepare_reference_rejects_bad_masks():
+    image = np.zeros((8, 10, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"its mask is \(8, 9\) but the image is \(8, 10\)"):
+        prepare_reference(image, np.ones((8, 9)), size=8)
+    with pytest.raises(ValueError, match="its mask marks no pixel"):
+        prepare_reference(image, np.zeros((8, 10)), size=8)
+    with pytest.raises(ValueError, match="fully transparent"):
+        prepare_reference(np.zeros((8, 10, 4), np.uint8), size=8)

@@ -28,6 +28,7 @@ from jaxtyping import Array, Float
 
 from swapjax import flow
 from swapjax.models.conditioning import fuse_video_inputs, pack_mask, prefix_inputs
+from swapjax.models.reference_frame import fit_reference
 from swapjax.models.swap_config import SwapConfig
 from swapjax.models.vae import normalize_latents
 from swapjax.models.vae_config import VAEConfig
@@ -50,17 +51,6 @@ class PrepareConfig:
     t_mean: float = 0.0
     t_std: float = 1.0
     with_condition: bool = False
-
-
-def fit_reference(reference: Float[Array, "b s s 3"], height: int, width: int) -> Float[Array, "b h w 3"]:
-    """A square reference `[B, S, S, 3]` resized to the largest square inside `(height, width)` and centred on
-    a neutral (0) canvas -> `[B, H, W, 3]`, so it is one frame of the video's size."""
-    side = min(height, width)
-    b = reference.shape[0]
-    if reference.shape[1:3] != (side, side):
-        reference = jax.image.resize(reference.astype(jnp.float32), (b, side, side, 3), method="linear")
-    top, left = (height - side) // 2, (width - side) // 2
-    return jnp.pad(reference, ((0, 0), (top, height - side - top), (left, width - side - left), (0, 0)))
 
 
 def subject_grid(subject_mask: Float[Array, "b F H W"], swap: SwapConfig) -> Float[Array, "b f h w"]:
