@@ -288,3 +288,130 @@ def test_dilate_long_clips_match_per_frame():
     per_frame = np.stack([cv2.dilate(frame, M.disk(2), borderType=cv2.BORDER_CONSTANT, borderValue=0)
                           for frame in m])
     np.testing.assert_array_equal(M.dilate(m, 2), per_frame)
+
+
+# ----------------------------------------------------------------------------- SwapAnyHead options, by hand
+def test_blocks_option_replaces_the_bbox_and_grid_draw():
+    m = np.zeros((1, 8, 8), np.uint8)
+    m[0, 3, 3] = 1
+    # dilated by 1 (a disk): (2..4, 3) and (3, 2..4); 4x4 blocks: top-left, bottom-left (4, 3) and top-right (3, 4)
+    # are touched, bottom-right is not
+    cfg = MaskConfig(blocks=True, block_dilate=1, block_size=4, p_shape_aug=0.0)
+    out, info = M.training_mask(m, np.random.default_rng(0), cfg, return_info=True)
+    want = np.ones((1, 8, 8), np.uint8)
+    want[0, 4:, 4:] = 0
+    np.testing.assert_array_equal(out, want)
+    assert info["kind"] == "blocks"
+    # off by default: the DreamSwapV draw (bbox with p_bbox = 1: the 1-pixel box)
+    plain = M.training_mask(m, np.random.default_rng(0), MaskConfig(p_bbox=1.0, bbox_dilate_max=0, p_shape_aug=0.0))
+    np.testing.assert_array_equal(plain, m)
+
+
+def test_hair_enhanced_mask_adds_the_removed_body_pixels():
+    train = np.zeros((1, 4, 4), np.uint8)
+    train[0, 0, 0] = 1
+    cloth = np.zeros((1, 4, 4), np.uint8)
+    cloth[0, 2:] = 1  # rows 2, 3
+    hair = np.zeros((1, 4, 4), np.uint8)
+    hair[0, 1:3, 0] = 1  # column 0, rows 1, 2: only row 2 lies on the cloth
+    rect = np.array([2, 3, 4, 4])  # (x0, y0, x1, y1): row 3, columns 2, 3
+    # cloth' = cloth·(1 − hair)·(1 − rect) keeps (2, 1..3), (3, 0..1); the rest of the cloth is regenerated
+    want = np.array([[[1, 0, 0, 0], [0, 0, 0, 0], [1, 0, 0, 0], [0, 0, 1, 1]]], np.uint8)
+    np.testing.assert_array_equal(M.hair_enhanced_mask(train, cloth, hair, rect), want)
+
+
+def _scene(size=16, lo=6, hi=8):
+    """A grey-50 frame with a 200 square at rows / columns lo..hi-1: video uint8 [1, s, s, 3], mask, background."""
+    video = np.full((1, size, size, 3), 50, np.uint8)
+    video[0, lo:hi, lo:hi] = 200
+    mask = np.zeros((1, size, size), np.uint8)
+    mask[0, lo:hi, lo:hi] = 1
+    return video, mask, np.full_like(video, 50)
+
+
+def test_rescale_foreground_by_hand():
+    video, mask, background = _scene()
+    # box rows 6..7, centre 6.5; output pixel d reads 6.5 + (d − 6.5)/2: d = 5 -> 5.75 (nearest 6, on),
+    # d = 4 -> 4.75 (5, off), d = 8 -> 7.25 (7, on), d = 9 -> 7.75 (8, off): the square doubles to rows 5..8
+    out, sub = M.rescale_foreground(video, mask, 2.0, background)
+    want = np.zeros_like(mask)
+    want[0, 5:9, 5:9] = 1
+    np.testing.assert_array_equal(sub, want)
+    # colours: (5, 5) reads (5.75, 5.75): 50 + 150·0.75·0.75 = 134.375; (6, 6) reads (6.25, 6.25): all square
+    assert out[0, 5, 5, 0] == 134 and out[0, 6, 6, 0] == 200
+    assert (out[0][want[0] == 0] == 50).all()  # outside the new square: the background
+    # shrinking by 1/2 on the inpainted frame: the 2x2 square -> d reads 6.5 + 2(d − 6.5): d = 6 -> 5.5 ... a tie;
+    # use a 3x3 square (centre 6): d = 6 reads 6 (on), d = 5 reads 4 (off), d = 7 reads 8 (off)
+    video, mask, _ = _scene(lo=5, hi=8)
+    out, sub = M.rescale_foreground(video, mask, 0.5)
+    want = np.zeros_like(mask)
+    want[0, 6, 6] = 1
+    np.testing.assert_array_equal(sub, want)
+    ring = (mask[0] > 0) & (want[0] == 0)  # where the subject was: inpainted from the flat background
+    assert np.abs(out[0][ring].astype(int) - 50).max() <= 1 and out[0, 6, 6, 0] == 200
+    np.testing.assert_array_equal(out[0][M.dilate(mask, 1)[0] == 0], video[0][M.dilate(mask, 1)[0] == 0])
+
+
+# ------------------------------------------------------------------ the options in the training examples
+def _builder(**mask):
+    from swapjax.data.config import DataConfig
+    from swapjax.data.pipeline import ExampleBuilder
+
+    cfg = DataConfig(height=16, width=16, num_frames=1, ref_size=16,
+                     mask=MaskConfig(p_bbox=1.0, bbox_dilate_max=0, p_shape_aug=0.0, **mask))
+    return ExampleBuilder(cfg, None, 0, 1)
+
+
+def _head_record():
+    video, mask, background = _scene(lo=2, hi=6)
+    cloth = np.zeros((1, 16, 16), np.uint8)
+    cloth[0, 10:] = 1  # rows 10..15
+    hair = np.zeros((1, 16, 16), np.uint8)
+    hair[0, 8:12, 0:4] = 1  # rows 8..11, columns 0..3
+    kps = np.zeros((1, 17, 3), np.float32)
+    kps[0, 5], kps[0, 6] = (12, 11, 1), (4, 11, 1)  # COCO left / right shoulder, 8 px apart
+    return {"video": video, "mask": mask, "background": background, "cloth": cloth, "hair": hair, "keypoints": kps}
+
+
+def test_hair_enhancement_in_the_examples_follows_the_formula():
+    record = _head_record()
+    plain = _builder().build(record, np.random.default_rng(3))["mask"]
+    bbox = np.zeros((1, 16, 16), np.float32)
+    bbox[0, 2:6, 2:6] = 1  # off by default: the subject's box
+    np.testing.assert_array_equal(plain, bbox)
+    got = _builder(hair_enhance=True).build(record, np.random.default_rng(3))["mask"]
+    # shoulder box: span 8, x 4 − 2.4 .. 12 + 2.4, y 11 − 2.4 .. 11 + 4.8 -> rounded (2, 9, 14, 16) (x0, y0, x1, y1);
+    # cloth (rows 10..15) ∩ (hair ∪ rect) = rows 10..15 x columns 2..13, plus the hair's rows 10..11 x columns 0..1
+    want = bbox.copy()
+    want[0, 10:16, 2:14] = 1
+    want[0, 10:12, 0:2] = 1
+    np.testing.assert_array_equal(got, want)
+    # a record without cloth / hair (not head-swapping data) is left as it is
+    no_hair = {k: v for k, v in record.items() if k not in ("cloth", "hair")}
+    np.testing.assert_array_equal(_builder(hair_enhance=True).build(no_hair, np.random.default_rng(3))["mask"], bbox)
+
+
+def test_blocks_in_the_examples():
+    got = _builder(blocks=True, block_dilate=1, block_size=4).build(_head_record(), np.random.default_rng(3))
+    # the 4x4 square at rows / columns 2..5 dilated by 1 touches rows / columns 1..6: blocks 0..1 on each axis
+    want = np.zeros((1, 16, 16), np.float32)
+    want[0, :8, :8] = 1
+    np.testing.assert_array_equal(got["mask"], want)
+
+
+def test_foreground_scaling_in_the_examples_and_determinism():
+    record = _head_record()
+    record["video"], record["mask"], record["background"] = _scene()  # the 2x2 square at 6..7
+    got = _builder(p_foreground_scale=1.0, foreground_scale_min=2.0, foreground_scale_max=2.0).build(
+        record, np.random.default_rng(3))
+    want = np.zeros((1, 16, 16), np.float32)
+    want[0, 5:9, 5:9] = 1  # doubled about its centre (test_rescale_foreground_by_hand)
+    np.testing.assert_array_equal(got["subject_mask"], want)
+    np.testing.assert_allclose(got["video"][0, 5, 5, 0], 134 / 127.5 - 1, atol=1e-6)
+    builder = _builder(p_foreground_scale=0.5, foreground_scale_min=0.5, foreground_scale_max=1.5,
+                       blocks=True, hair_enhance=True)
+    runs = [builder.build(_head_record(), np.random.default_rng(seed)) for seed in (5, 5, 6)]
+    for key in ("mask", "subject_mask", "video"):
+        np.testing.assert_array_equal(runs[0][key], runs[1][key])
+    outcomes = {builder.build(_head_record(), np.random.default_rng(s))["subject_mask"].sum() for s in range(8)}
+    assert len(outcomes) > 1  # the scale is drawn per example

@@ -1,4 +1,5 @@
-"""Mask transforms (docs/design.md, "Masks"): bbox, adaptive grid, extra shapes, blocks, hair, dilate/feather.
+"""Mask transforms (docs/design.md, "Masks"): bbox, adaptive grid, extra shapes, blocks, hair, foreground scaling,
+dilate/feather.
 
 Every transform takes a mask track `[F, H, W]` (any dtype; nonzero = subject) and returns uint8 `[F, H, W]`
 in {0, 1}, except `feather` (float32 alpha). Random transforms take an `np.random.Generator`, so a seed fixes
@@ -222,14 +223,64 @@ def shoulder_boxes(keypoints, left: int, right: int, side: float = 0.3, down: fl
     return np.round(out).astype(np.float32)
 
 
+def hair_enhanced_mask(train_mask, cloth, hair, shoulder_rect) -> np.ndarray:
+    """The training mask with SwapAnyHead's hair enhancement: the body pixels `hair_enhance` takes out of the kept
+    cloth region, `cloth · (1 − (1 − hair)·(1 − shoulder_rect))`, are regenerated too. uint8 `[F, H, W]`.
+
+    The paper gives the kept body `cloth' = cloth · (1 − hair) · (1 − shoulder_rect)`; that the rest of `cloth`
+    joins the region to regenerate is our reading of it (docs/design.md, "Our choices")."""
+    m = as_mask(train_mask, "train_mask")
+    removed = (np.asarray(cloth) != 0) & (hair_enhance(cloth, hair, shoulder_rect) == 0)
+    return (m | removed).astype(np.uint8)
+
+
+def rescale_foreground(video, subject_mask, scale: float, background=None, inpaint_radius: int = 3
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """SwapAnyHead's foreground scaling: the subject scaled by `scale` about the centre of its box over the clip
+    and pasted on the background without it. Returns (uint8 video `[F, H, W, 3]`, uint8 subject `[F, H, W]`).
+
+    `video` uint8 `[F, H, W, 3]`; `background` uint8 `[F, H, W, 3]` (a clean plate) or None: then each frame is
+    inpainted where the subject was (OpenCV Telea, the subject dilated by one pixel). The frame is warped with
+    linear interpolation, the mask with nearest neighbour; the centre is the same in every frame, so the motion
+    keeps its path (scaled about that point). A pixel `d` of the output reads `c + (d − c) / scale` of the input,
+    `c` the box centre in pixel-centre coordinates."""
+    v = np.asarray(video)
+    m = as_mask(subject_mask, "subject_mask")
+    if v.dtype != np.uint8 or v.ndim != 4 or v.shape[:3] != m.shape or v.shape[-1] != 3:
+        raise ValueError(f"video {v.shape} {v.dtype} must be uint8 [F, H, W, 3] matching subject_mask {m.shape}")
+    if not scale > 0:
+        raise ValueError(f"foreground scale ({scale}) must be > 0")
+    b, present = boxes(m)
+    if not present.any():
+        return v.copy(), m.astype(np.uint8)
+    h, w = m.shape[1:]
+    cy = (b[present, 0].min() + b[present, 2].max() - 1) / 2  # box centre, pixel-centre coordinates
+    cx = (b[present, 1].min() + b[present, 3].max() - 1) / 2
+    warp = np.array([[scale, 0.0, cx * (1 - scale)], [0.0, scale, cy * (1 - scale)]])  # input -> output
+    out_v, out_m = np.empty_like(v), np.empty(m.shape, np.uint8)
+    grown = _grow(m, 1)
+    for f in range(len(v)):
+        fg = cv2.warpAffine(v[f], warp, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        out_m[f] = cv2.warpAffine(m[f].astype(np.uint8), warp, (w, h), flags=cv2.INTER_NEAREST,
+                                  borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        bg = np.asarray(background[f]) if background is not None else \
+            cv2.inpaint(np.ascontiguousarray(v[f]), grown[f], inpaint_radius, cv2.INPAINT_TELEA)
+        out_v[f] = np.where(out_m[f][..., None] > 0, fg, bg)
+    return out_v, out_m
+
+
 def training_mask(subject_mask, rng: np.random.Generator, cfg: MaskConfig, return_info: bool = False):
     """DreamSwapV training mask: bbox (dilated by U{0..bbox_dilate_max}) with p_bbox, else the adaptive grid
-    with `c_h, c_w ~ U{h1..h2}`; then extra shapes with p_shape_aug. uint8 `[F, H, W]`.
+    with `c_h, c_w ~ U{h1..h2}`; then extra shapes with p_shape_aug. uint8 `[F, H, W]`. With `cfg.blocks`
+    (SwapAnyHead, for heads) the shape-agnostic blocks take the place of the bbox / grid choice (no draw).
 
-    With `return_info`, also returns a dict: kind ("bbox" | "grid"), dilate, cell_hw, counts, shapes.
+    With `return_info`, also returns a dict: kind ("bbox" | "grid" | "blocks"), dilate, cell_hw, counts, shapes.
     """
     info = {"kind": "bbox", "dilate": 0, "cell_hw": None, "counts": None, "shapes": False}
-    if rng.random() < cfg.p_bbox:
+    if cfg.blocks:
+        info.update(kind="blocks", dilate=cfg.block_dilate, cell_hw=(cfg.block_size, cfg.block_size))
+        out = shape_agnostic_blocks(subject_mask, cfg.block_dilate, cfg.block_size)
+    elif rng.random() < cfg.p_bbox:
         info["dilate"] = int(rng.integers(0, cfg.bbox_dilate_max + 1))
         out = bbox_mask(subject_mask, info["dilate"])
     else:

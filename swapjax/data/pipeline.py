@@ -32,7 +32,7 @@ import grain
 import numpy as np
 
 from swapjax.config_error import ConfigError
-from swapjax.data.config import DataConfig
+from swapjax.data.config import DataConfig, MaskConfig
 from swapjax.data import keypoints as keypoint_render
 from swapjax.data import masks
 
@@ -106,11 +106,14 @@ class ExampleBuilder:
 
     def build(self, record: dict, rng: np.random.Generator, record_index: int = 0) -> dict[str, np.ndarray]:
         """One example from a record {video uint8 `[N, h, w, 3]`, mask `[N, h, w]`, optional keypoints
-        `[N, K, 3]` and keypoints_kind (default "pose")}."""
+        `[N, K, 3]` and keypoints_kind (default "pose"); for the SwapAnyHead options (`cfg.mask`), optional
+        `cloth` and `hair` masks `[N, h, w]` and a clean `background` `[N, h, w, 3]`}."""
         cfg = self.cfg
         video, subject = np.asarray(record["video"]), np.asarray(record["mask"]) != 0
         frames = sample_frames(len(video), subject.any(axis=(1, 2)), cfg.num_frames, cfg.frame_stride, rng)
         video, subject = video[frames], subject[frames]  # [F, h, w, 3], [F, h, w]
+        if cfg.mask.p_foreground_scale > 0 and rng.random() < cfg.mask.p_foreground_scale:  # SwapAnyHead
+            video, subject = _scaled_foreground(record, frames, video, subject, cfg.mask, rng)
 
         h, w = video.shape[1:3]
         scale = max(cfg.height / h, cfg.width / w)  # cover the target, crop the rest
@@ -124,6 +127,10 @@ class ExampleBuilder:
         subject = (coverage > 0.0).astype(np.uint8)  # any coverage: small subjects never vanish
 
         train_mask = masks.training_mask(subject, rng, cfg.mask)  # [F, H, W]
+        if cfg.mask.hair_enhance and "cloth" in record and "hair" in record:  # SwapAnyHead, head-swapping records
+            body = [_crop_mask(m, (y0, x0, crop_h, crop_w), cfg.height, cfg.width)
+                    for m in _hair_masks(record, frames, cfg.mask.shoulder_keypoints)]  # cloth, hair, shoulders
+            train_mask = masks.hair_enhanced_mask(train_mask, *body)
         reference = masks.reference_crop(video, subject, rng, cfg.ref_size, jitter=cfg.stage == 2)  # [S, S, 3]
         condition = np.zeros(video.shape, np.float32)
         kps = np.asarray(record.get("keypoints", np.zeros((len(frames), 0, 3))), np.float32)
@@ -149,6 +156,37 @@ class ExampleBuilder:
         if cfg.num_keypoints:
             example["keypoints"] = _fixed_keypoints(kps, cfg.num_keypoints, record_index)
         return example
+
+
+def _scaled_foreground(record: dict, frames: np.ndarray, video: np.ndarray, subject: np.ndarray, cfg: MaskConfig,
+                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """`masks.rescale_foreground` with `s ~ U[foreground_scale_min, foreground_scale_max]` on the record's
+    `background` (a clean plate `[N, h, w, 3]`) when it has one, else the inpainted frames; subject as bool."""
+    background = record.get("background")
+    background = None if background is None else np.asarray(background)[frames]
+    scale = rng.uniform(cfg.foreground_scale_min, cfg.foreground_scale_max)
+    video, subject = masks.rescale_foreground(video, subject, scale, background)
+    return video, subject != 0
+
+
+def _hair_masks(record: dict, frames: np.ndarray, shoulders: tuple[int, int]) -> list[np.ndarray]:
+    """A head-swapping record's cloth, hair and shoulder-rectangle masks `[F, h, w]` for the sampled frames; the
+    rectangles come from its keypoints (`masks.shoulder_boxes`), none where it has no such keypoints."""
+    cloth, hair = np.asarray(record["cloth"])[frames] != 0, np.asarray(record["hair"])[frames] != 0
+    kps = np.asarray(record.get("keypoints", np.zeros((len(record["cloth"]), 0, 3))), np.float32)[frames]
+    rect = np.zeros(cloth.shape, np.uint8)
+    if kps.shape[1] > max(shoulders):
+        xyxy = masks.shoulder_boxes(kps, *shoulders)  # [F, 4] (x0, y0, x1, y1)
+        rect = masks.box_mask(xyxy[:, [1, 0, 3, 2]].astype(np.int64), *cloth.shape[1:])
+    return [cloth, hair, rect]
+
+
+def _crop_mask(mask: np.ndarray, window: tuple[int, int, int, int], height: int, width: int) -> np.ndarray:
+    """A record-space mask `[F, h, w]` through the example's crop `(y0, x0, crop_h, crop_w)` and resize, as the
+    subject goes: a pixel is on when any of its area was. uint8 `[F, H, W]`."""
+    y0, x0, crop_h, crop_w = window
+    coverage = _resize(mask[:, y0:y0 + crop_h, x0:x0 + crop_w, None].astype(np.float32), height, width)[..., 0]
+    return (coverage > 0.0).astype(np.uint8)
 
 
 def _fixed_keypoints(kps: np.ndarray, count: int, record_index: int) -> np.ndarray:
