@@ -2,7 +2,8 @@
 goes to `OUT/NAME.mp4`, plus an optional ground-truth video (the expected result).
 
 A folder (`--cases FOLDER`) has the batch layout of `swapjax.sample.jobs.jobs_from_folder`: a video `NAME.mp4`
-with `NAME_mask.*` and `NAME_ref.png` (optionally `NAME_keypoints.json`, `NAME_condition.*`, `NAME_text.npy`),
+with `NAME_mask.*` and `NAME_ref.png` (optionally `NAME_ref_mask.png`, `NAME_keypoints.json`, `NAME_condition.*`,
+`NAME_text.npy`),
 or one swap case `NAME.npz`; a video case's ground truth is `NAME_truth.<video|npz|npy>` or a `NAME_truth/`
 folder of frames beside it.
 
@@ -10,12 +11,14 @@ A JSON list (`--cases cases.json`; relative paths from the list's folder) holds 
 sampling job except `out` (results always go to `OUT/NAME.mp4`), plus `ground_truth` and `name` (default: the
 file name of `video` or `case`):
 
-    [{"video": "walk.mp4", "mask": "walk_mask.json", "reference": "cat.png", "ground_truth": "walk_truth.mp4"},
+    [{"video": "walk.mp4", "mask": "walk_mask.json", "reference": "cat.png", "reference_mask": "cat_mask.png",
+      "ground_truth": "walk_truth.mp4"},
      {"case": "pair0.npz", "name": "pair0", "seed": 3, "guidance_scale": 4.5}]
 
 A swap case NPZ holds `source` `[F, H, W, 3]`, `mask` `[F, H, W]`, `reference` `[H, W, 3|4]` and optionally
-`ground_truth` `[F, H, W, 3]`; other arrays in it are ignored. An entry that cannot be a case becomes its
-`InputError`, reported in one line while the others run.
+`ground_truth` `[F, H, W, 3]` and `reference_mask` `[H, W]` (the subject in the reference; without it the
+reference's alpha or the automatic cut-out marks it); other arrays in it are ignored. An entry that cannot be a
+case becomes its `InputError`, reported in one line while the others run.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from swapjax.data.validate import InputError
 from swapjax.sample import jobs as job_lib
 from swapjax.sample.inputs import JobInputs, read_video
 
-_PATHS = ("video", "case", "mask", "reference", "condition", "keypoints", "text", "ground_truth")
+_PATHS = ("video", "case", "mask", "reference", "reference_mask", "condition", "keypoints", "text",
+          "ground_truth")
 _NUMBERS = ("fps", "guidance_scale", "text_guidance_scale")
 _KNOWN = set(_PATHS) | set(_NUMBERS) | {"seed", "name"}
 TRUTH_ROLE = "_truth"

@@ -180,7 +180,7 @@ def _run(config, sample_cfg, where: dict[str, Any], cases: Cases, jobs: list, se
         outputs.check_outputs(job.out, overwrite=where["overwrite"])
         inputs = cases.read(job, config.dit.text_dim)
         result = swap_video(engine, inputs, sample_cfg, config.data.mask, guidance=job.guidance_scale,
-                            text_guidance=job.text_guidance_scale, seed=job.seed)
+                            text_guidance=job.text_guidance_scale, seed=job.seed, ref_size=config.data.ref_size)
         outputs.write_outputs(job.out, inputs, result, sheet_rows=sample_cfg.sheet_frames)
         reconstruction = vae_reconstruction(engine, inputs, sample_cfg)
         row = score_case(inputs, result, job.out, reconstruction=reconstruction, **settings)

@@ -58,7 +58,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     src.add_argument("--jobs", help="JSON list of jobs (batch mode)")
     src.add_argument("--batch", help="folder of NAME.mp4 + NAME_mask.* + NAME_ref.png (batch mode)")
     p.add_argument("--mask", help="mask track: video, PNG folder, PNG, .npz/.npy or JSON box track")
-    p.add_argument("--reference", help="reference image (RGBA is composited on grey)")
+    p.add_argument("--reference", help="reference image (RGBA: composited on grey, its alpha marks the subject)")
+    p.add_argument("--reference-mask", help="the subject in the reference image: an image (white on black) or "
+                   ".npy/.npz at its size (default: its alpha, else an automatic cut-out of a plain background)")
     p.add_argument("--condition", help="rendered condition video (pose / landmarks)")
     p.add_argument("--keypoints", help="JSON keypoint track, rendered as the condition video")
     p.add_argument("--text", help=".npy text-encoder embeddings [tokens, width]")
@@ -85,9 +87,9 @@ def load_configs(path: str, overrides: Sequence[str]) -> tuple[Config, SampleCon
 
 def build_jobs(args: argparse.Namespace) -> list:
     """The job list: one job from the single-job flags, or the batch's."""
-    single = ("mask", "reference", "condition", "keypoints", "fps")
+    single = ("mask", "reference", "reference_mask", "condition", "keypoints", "fps")
     if args.jobs or args.batch:
-        used = [f"--{k}" for k in (*single, "out", "text") if getattr(args, k) is not None]
+        used = [f"--{k.replace('_', '-')}" for k in (*single, "out", "text") if getattr(args, k) is not None]
         if used:
             raise InputError(f"{', '.join(used)} belong to single-job runs; in batch mode give them per job")
         if args.batch:
@@ -104,7 +106,8 @@ def build_jobs(args: argparse.Namespace) -> list:
     path = pathlib.Path(args.video or args.case)
     kw = dict(out=pathlib.Path(args.out), text=args.text and pathlib.Path(args.text), fps=args.fps)
     if args.case:
-        used = [f"--{k}" for k in ("mask", "reference", "condition", "keypoints") if getattr(args, k)]
+        own = ("mask", "reference", "reference_mask", "condition", "keypoints")
+        used = [f"--{k.replace('_', '-')}" for k in own if getattr(args, k)]
         if used:
             raise InputError(f"--case holds its own mask and reference: drop {', '.join(used)}")
         return [job_lib.Job(name=path.stem, case=path, **kw)]
@@ -114,6 +117,7 @@ def build_jobs(args: argparse.Namespace) -> list:
                          "image")
     return [job_lib.Job(name=path.stem, video=path, mask=pathlib.Path(args.mask),
                         reference=pathlib.Path(args.reference),
+                        reference_mask=args.reference_mask and pathlib.Path(args.reference_mask),
                         condition=args.condition and pathlib.Path(args.condition),
                         keypoints=args.keypoints and pathlib.Path(args.keypoints), **kw)]
 
@@ -185,7 +189,8 @@ def run(args: argparse.Namespace) -> int:
             if contexts is not None:
                 inputs, extra = contexts.apply(job, inputs)
             result = swap_video(engine, inputs, sample_cfg, config.data.mask, guidance=job.guidance_scale,
-                                text_guidance=job.text_guidance_scale, seed=job.seed, **extra)
+                                text_guidance=job.text_guidance_scale, seed=job.seed,
+                                ref_size=config.data.ref_size, **extra)
             outputs.write_outputs(job.out, inputs, result, sheet_rows=sample_cfg.sheet_frames)
             return result.report
 

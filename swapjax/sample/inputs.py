@@ -10,7 +10,12 @@ Accepted files:
   array; frame folders and arrays play at `fps` (default 24);
 - mask: anything `swapjax.data.video_io.read_mask` reads (video, PNG folder, single PNG, NPZ/NPY, JSON box
   track), one frame per video frame at the video's size;
-- reference: an image (RGBA is composited on neutral grey) or `.npy` / `.npz` `[H, W, 3 | 4]` uint8;
+- reference: an image (RGBA is composited on neutral grey and its alpha marks the subject) or `.npy` / `.npz`
+  `[H, W, 3 | 4]` uint8;
+- reference mask (optional): an image (white subject on black; a pixel of at least half the range counts, an
+  alpha channel must be opaque there too) or `.npy` / `.npz` `[H, W]` (bool, 0/1 or 0..255) at the reference's
+  size; it marks the subject to cut out of the reference (`swapjax.data.reference.prepare_reference`); without
+  it the alpha of an RGBA reference does, and without either the automatic cut-out of a plain background;
 - condition (optional): a video or frame folder or array of rendered poses/landmarks, like the video; or
   keypoints (optional): a JSON keypoint track (`swapjax.data.tracks`), rendered at the video's size;
 - text (optional): `.npy` `[Lt, text_dim]` (or `[1, Lt, text_dim]`) text-encoder embeddings.
@@ -22,6 +27,7 @@ import dataclasses
 import pathlib
 import re
 
+import cv2
 import numpy as np
 
 from swapjax.data import keypoints as keypoint_render
@@ -41,12 +47,14 @@ class JobInputs:
     name: str  # a label for messages and reports
     video: np.ndarray  # uint8 [F, H, W, 3]
     mask: np.ndarray  # uint8 [F, H, W] {0, 1}: the subject to replace
-    reference: np.ndarray  # uint8 [Hr, Wr, 3]
+    reference: np.ndarray  # uint8 [Hr, Wr, 3] (an RGBA reference composited on grey)
     fps: float
     audio_from: pathlib.Path | None = None  # a media file whose audio is copied into the output
     condition: np.ndarray | None = None  # uint8 [F, H, W, 3] rendered pose / landmarks
     text: np.ndarray | None = None  # float32 [Lt, text_dim]
     ground_truth: np.ndarray | None = None  # uint8 [F, H, W, 3] (swap cases with a known answer)
+    reference_mask: np.ndarray | None = None  # uint8 [Hr, Wr] {0, 1}: the subject in the reference (a reference
+    # mask, else the alpha > 0 of an RGBA reference); None: the automatic cut-out (`prepare_reference`)
 
 
 def _pixels(array: np.ndarray, name: str) -> np.ndarray:
@@ -124,16 +132,86 @@ def read_video(path: str | pathlib.Path, fps: float | None = None, *, what: str 
     return check_video(frames, name), check_fps(rate, name), audio
 
 
-def read_reference(path: str | pathlib.Path) -> np.ndarray:
-    """uint8 `[H, W, 3]` from an image file (RGBA composited on grey) or an `.npy` / `.npz` array."""
+def read_reference(path: str | pathlib.Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """(uint8 `[H, W, 3]`, its alpha mask uint8 `[H, W]` or None) from an image file or an `.npy` / `.npz` array;
+    RGBA is composited on grey and, unless fully opaque, its `alpha > 0` is the subject's mask."""
     path = pathlib.Path(path)
     name = f"reference image {str(path)!r}"
     if path.suffix.lower() in (".npy", ".npz"):
-        ref = check_reference(_load_array(path, name, "reference"), name)
-        return composite_on_grey(_pixels(ref, name))
+        ref = _pixels(check_reference(_load_array(path, name, "reference"), name), name)
+        return composite_on_grey(ref), _alpha_mask(ref, name)
     if not path.exists():
         raise InputError(f"{name} does not exist: check the path")
-    return video_io.read_image(path)
+    rgb = video_io.read_image(path)  # [H, W, 3]
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)  # read_image decoded it; this keeps the alpha channel
+    return rgb, _alpha_mask(raw, name)
+
+
+def _alpha_mask(image: np.ndarray, name: str) -> np.ndarray | None:
+    """uint8 `[H, W]` {0, 1} = alpha > 0 of an RGBA image that is not fully opaque, else None."""
+    if image.ndim != 3 or image.shape[-1] != 4:
+        return None
+    alpha = image[..., 3]
+    if (alpha == np.iinfo(alpha.dtype).max).all():
+        return None  # an opaque alpha channel marks nothing
+    if not alpha.any():
+        raise InputError(f"{name} is fully transparent (alpha 0 everywhere): export the subject with an opaque alpha")
+    return (alpha > 0).astype(np.uint8)
+
+
+def read_reference_mask(path: str | pathlib.Path, reference_hw: tuple[int, int], reference_name: str) -> np.ndarray:
+    """uint8 `[H, W]` {0, 1}: the subject in the reference image of size `reference_hw` (formats in the module
+    docstring)."""
+    path = pathlib.Path(path)
+    name = f"reference mask {str(path)!r}"
+    suffix = path.suffix.lower()
+    check_file(path, name)
+    if suffix in video_io.IMAGE_SUFFIXES:
+        raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if raw is None:
+            raise InputError(f"{name} cannot be decoded as an image: save it as a PNG, white subject on black")
+        half = (np.iinfo(raw.dtype).max + 1) // 2 if np.issubdtype(raw.dtype, np.integer) else 0.5
+        lit = raw >= half
+        mask = lit if raw.ndim == 2 else lit[..., :3].any(axis=-1) & (lit[..., 3] if raw.shape[-1] == 4 else True)
+    elif suffix in (".npy", ".npz"):
+        mask = _mask_values(np.asarray(_load_array(path, name, "mask")), name)
+    else:
+        raise InputError(f"{name} has unsupported format {path.suffix!r}: pass an image "
+                         f"({', '.join(video_io.IMAGE_SUFFIXES)}) or .npy / .npz")
+    return check_reference_mask(mask, name, reference_hw, reference_name)
+
+
+def _mask_values(array: np.ndarray, name: str) -> np.ndarray:
+    """bool from a mask array: bool, 0/1, floats in [0, 1] (>= 0.5) or uint8 0..255 (>= 128)."""
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.dtype == np.bool_:
+        return array
+    if np.issubdtype(array.dtype, np.floating):
+        check_finite(array, name)
+        if array.size and (array.min() < 0 or array.max() > 1):
+            raise InputError(f"{name} holds floats outside [0, 1]: save 0/1 (or bool) with the subject as 1")
+        return array >= 0.5
+    if np.issubdtype(array.dtype, np.integer) and array.size and array.min() >= 0 and array.max() <= 255:
+        return array >= (1 if array.max() <= 1 else 128)
+    raise InputError(f"{name} has dtype {array.dtype} with values outside 0..255: save 0/1 (or bool) with the "
+                     "subject as 1")
+
+
+def check_reference_mask(mask: np.ndarray, name: str, reference_hw: tuple[int, int], reference_name: str
+                         ) -> np.ndarray:
+    """A reference mask at the reference image's size that marks some pixel -> uint8 `[H, W]` {0, 1}."""
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise InputError(f"{name} has shape [{', '.join(map(str, mask.shape))}]; expected one [height, width] "
+                         "mask: save a single-channel image or a 2-D array")
+    if mask.shape != tuple(reference_hw):
+        raise InputError(f"{name} is {mask.shape[0]}x{mask.shape[1]} (HxW) but {reference_name} is "
+                         f"{reference_hw[0]}x{reference_hw[1]}: save the mask at the reference image's size")
+    if not mask.any():
+        raise InputError(f"{name} is empty (no pixel marks the subject): paint the subject white (1) on black (0), "
+                         "or leave the reference mask out for the automatic cut-out")
+    return mask.astype(np.uint8)
 
 
 def read_text(path: str | pathlib.Path, text_dim: int | None = None) -> np.ndarray:
@@ -162,14 +240,16 @@ def _check_like_video(array: np.ndarray, video: np.ndarray, name: str) -> np.nda
 def read_inputs(video: str | pathlib.Path, mask: str | pathlib.Path, reference: str | pathlib.Path, *,
                 condition: str | pathlib.Path | None = None, keypoints: str | pathlib.Path | None = None,
                 text: str | pathlib.Path | None = None, fps: float | None = None,
-                text_dim: int | None = None) -> JobInputs:
+                text_dim: int | None = None, reference_mask: str | pathlib.Path | None = None) -> JobInputs:
     """Reads and checks one job's files (see the module docstring); raises `InputError` on the first problem."""
     if condition is not None and keypoints is not None:
         raise InputError("both a condition video and keypoints were given: pass one of them")
     frames, rate, audio = read_video(video, fps)
     num_frames, size = frames.shape[0], frames.shape[1:3]
     track = video_io.read_mask(mask, num_frames=num_frames, size=size)
-    ref = read_reference(reference)
+    ref, ref_mask = read_reference(reference)
+    if reference_mask is not None:
+        ref_mask = read_reference_mask(reference_mask, ref.shape[:2], f"reference image {str(reference)!r}")
     cond = None
     if condition is not None:
         cond, _, _ = read_video(condition, fps, what="condition video")
@@ -178,13 +258,14 @@ def read_inputs(video: str | pathlib.Path, mask: str | pathlib.Path, reference: 
         kps, kind = tracks.read_keypoints(keypoints, num_frames=num_frames)
         cond = keypoint_render.render_keypoints(kps, size[0], size[1], kind)  # [F, H, W, 3]
     emb = None if text is None else read_text(text, text_dim)
-    return JobInputs(pathlib.Path(video).stem, frames, track, ref, rate, audio, cond, emb)
+    return JobInputs(pathlib.Path(video).stem, frames, track, ref, rate, audio, cond, emb, reference_mask=ref_mask)
 
 
 def read_case(path: str | pathlib.Path, *, fps: float | None = None, text: str | pathlib.Path | None = None,
               text_dim: int | None = None) -> JobInputs:
     """One swap case from a single NPZ: `source` `[F, H, W, 3]`, `mask` `[F, H, W]`, `reference` `[H, W, 3|4]`
-    (+ optional `ground_truth` like `source`; other arrays are ignored)."""
+    (+ optional `ground_truth` like `source` and `reference_mask` `[H, W]` like a reference mask file; other
+    arrays are ignored)."""
     path = pathlib.Path(path)
     name = f"swap case {str(path)!r}"
     check_file(path, name)
@@ -200,17 +281,22 @@ def read_case(path: str | pathlib.Path, *, fps: float | None = None, text: str |
         if missing:
             raise InputError(f"{name} lacks {missing} (it holds {loaded.files}): a case needs source, mask and "
                              "reference arrays")
-        arrays = {k: loaded[k] for k in (*CASE_KEYS, "ground_truth") if k in loaded.files}
+        arrays = {k: loaded[k] for k in (*CASE_KEYS, "ground_truth", "reference_mask") if k in loaded.files}
     frames = check_video(_pixels(arrays["source"], f"{name} source"), f"{name} source")
     raw_mask = np.asarray(arrays["mask"])
     if raw_mask.ndim == 4 and raw_mask.shape[-1] == 1:
         raw_mask = raw_mask[..., 0]
     track = check_mask(raw_mask, f"{name} mask", frames, video_name="its source")
-    ref = check_reference(arrays["reference"], f"{name} reference")
-    ref = composite_on_grey(_pixels(ref, f"{name} reference"))
+    ref = _pixels(check_reference(arrays["reference"], f"{name} reference"), f"{name} reference")
+    ref_mask = _alpha_mask(ref, f"{name} reference")
+    ref = composite_on_grey(ref)
+    if "reference_mask" in arrays:
+        ref_mask = check_reference_mask(_mask_values(np.asarray(arrays["reference_mask"]), f"{name} reference_mask"),
+                                        f"{name} reference_mask", ref.shape[:2], "its reference")
     truth = None
     if "ground_truth" in arrays:
         truth = check_video(_pixels(arrays["ground_truth"], f"{name} ground_truth"), f"{name} ground_truth")
         truth = _check_like_video(truth, frames, f"{name} ground_truth")
     emb = None if text is None else read_text(text, text_dim)
-    return JobInputs(path.stem, frames, track, ref, check_fps(fps or DEFAULT_FPS, name), None, None, emb, truth)
+    return JobInputs(path.stem, frames, track, ref, check_fps(fps or DEFAULT_FPS, name), None, None, emb, truth,
+                     ref_mask)

@@ -3,16 +3,19 @@
 A JSON job list (`--jobs jobs.json`; relative paths are read from the list's folder)::
 
     [{"video": "walk.mp4", "mask": "walk_mask.json", "reference": "cat.png", "out": "out/walk.mp4",
-      "keypoints": "walk_pose.json", "text": "prompt.npy", "fps": 24, "seed": 1, "guidance_scale": 4.5},
+      "reference_mask": "cat_mask.png", "keypoints": "walk_pose.json", "text": "prompt.npy", "fps": 24,
+      "seed": 1, "guidance_scale": 4.5},
      {"case": "case.npz", "out": "out/case.mp4"}]
 
 `video`, `mask`, `reference` and `out` are required unless `case` (one NPZ with source, mask, reference) replaces
-the first three; `condition` (a rendered condition video) or `keypoints`, `text`, `fps`, `seed`,
-`guidance_scale` and `text_guidance_scale` are optional.
+the first three; `reference_mask` (the subject in the reference image, `swapjax.sample.inputs`), `condition` (a
+rendered condition video) or `keypoints`, `text`, `fps`, `seed`, `guidance_scale` and `text_guidance_scale` are
+optional (a case NPZ may hold its own `reference_mask` array).
 
 A folder (`--batch FOLDER --out-dir DIR`): every video file `NAME.<mp4|mov|...>` with `NAME_mask.<any mask
-format>` (or a `NAME_mask/` PNG folder) and `NAME_ref.<png|jpg|npy>`, optionally `NAME_keypoints.json` or
-`NAME_condition.<video>` and `NAME_text.npy`; and every swap case `NAME.npz`. Results go to `DIR/NAME.mp4`.
+format>` (or a `NAME_mask/` PNG folder) and `NAME_ref.<png|jpg|npy>`, optionally `NAME_ref_mask.<png|npy|npz>`,
+`NAME_keypoints.json` or `NAME_condition.<video>`, and `NAME_text.npy`; and every swap case `NAME.npz`. Results go
+to `DIR/NAME.mp4`.
 
 Every job's inputs and outputs are checked before the model is loaded (then read again when the job runs, so
 memory holds one job at a time).
@@ -30,11 +33,11 @@ from swapjax.data import video_io
 from swapjax.data.validate import InputError
 from swapjax.sample.inputs import JobInputs, read_case, read_inputs
 
-_PATH_KEYS = ("video", "case", "mask", "reference", "condition", "keypoints", "text", "out")
+_PATH_KEYS = ("video", "case", "mask", "reference", "reference_mask", "condition", "keypoints", "text", "out")
 _NUMBER_KEYS = ("fps", "guidance_scale", "text_guidance_scale")
 _KNOWN = set(_PATH_KEYS) | set(_NUMBER_KEYS) | {"seed"}
 # files with these stem endings belong to a job; `_truth` is a ground truth that `swapjax.evaluate` reads
-_ROLES = ("_mask", "_ref", "_keypoints", "_condition", "_text", "_truth")
+_ROLES = ("_mask", "_ref", "_ref_mask", "_keypoints", "_condition", "_text", "_truth")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +50,7 @@ class Job:
     case: pathlib.Path | None = None
     mask: pathlib.Path | None = None
     reference: pathlib.Path | None = None
+    reference_mask: pathlib.Path | None = None
     condition: pathlib.Path | None = None
     keypoints: pathlib.Path | None = None
     text: pathlib.Path | None = None
@@ -60,8 +64,10 @@ class Job:
             raise InputError(f"job {self.name!r}: give either a video (with mask and reference) or a case NPZ")
         if self.video is not None and (self.mask is None or self.reference is None):
             raise InputError(f"job {self.name!r}: a video needs a mask and a reference image as well")
-        if self.case is not None and (self.mask or self.reference or self.condition or self.keypoints):
-            raise InputError(f"job {self.name!r}: a case NPZ holds its mask and reference; drop the other inputs")
+        if self.case is not None and (self.mask or self.reference or self.reference_mask or self.condition
+                                      or self.keypoints):
+            raise InputError(f"job {self.name!r}: a case NPZ holds its mask and reference (and may hold a "
+                             "reference_mask array); drop the other inputs")
 
     def read(self, text_dim: int | None) -> JobInputs:
         """Reads and checks the job's inputs (`InputError` on the first problem)."""
@@ -69,7 +75,8 @@ class Job:
             return dataclasses.replace(read_case(self.case, fps=self.fps, text=self.text, text_dim=text_dim),
                                        name=self.name)
         inputs = read_inputs(self.video, self.mask, self.reference, condition=self.condition,
-                             keypoints=self.keypoints, text=self.text, fps=self.fps, text_dim=text_dim)
+                             keypoints=self.keypoints, text=self.text, fps=self.fps, text_dim=text_dim,
+                             reference_mask=self.reference_mask)
         return dataclasses.replace(inputs, name=self.name)
 
 
@@ -159,6 +166,7 @@ def jobs_from_folder(folder: str | pathlib.Path, out_dir: str | pathlib.Path) ->
                                    "the video out of the folder"))
             continue
         jobs.append(Job(name=stem, out=out, video=src, mask=mask, reference=ref, text=text,
+                        reference_mask=_find(folder, f"{stem}_ref_mask", images),
                         keypoints=_find(folder, f"{stem}_keypoints", (".json",)),
                         condition=_find(folder, f"{stem}_condition", video_io.VIDEO_SUFFIXES)))
     return jobs

@@ -23,8 +23,9 @@ import jax
 import numpy as np
 
 from swapjax.data import masks
-from swapjax.data.config import MaskConfig
-from swapjax.data.reference import NEUTRAL_GREY
+from swapjax.data.config import DataConfig, MaskConfig
+from swapjax.data.reference import NEUTRAL_GREY, prepare_reference
+from swapjax.models.reference_frame import fit_reference
 from swapjax.sample import windows as win_lib
 from swapjax.sample.composite import composite, composite_alpha, composite_float, to_uint8, to_unit
 from swapjax.sample.config import SampleConfig
@@ -45,7 +46,8 @@ class SwapResult:
 
 
 def letterbox(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """uint8 `[h, w, 3]` -> `[height, width, 3]`: scaled to fit, centred on neutral grey (the reference slot)."""
+    """uint8 `[h, w, 3]` -> `[height, width, 3]`: scaled to fit, centred on neutral grey (sheets and tiles; the
+    model's reference slot is `reference_frame`)."""
     h, w = image.shape[:2]
     scale = min(height / h, width / w)
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
@@ -55,6 +57,15 @@ def letterbox(image: np.ndarray, height: int, width: int) -> np.ndarray:
     top, left = (height - nh) // 2, (width - nw) // 2
     out[top:top + nh, left:left + nw] = resized
     return out
+
+
+def reference_frame(inputs: JobInputs, ref_size: int, height: int, width: int) -> np.ndarray:
+    """The reference slot's frame, float32 `[height, width, 3]` in [-1, 1], prepared as training prepares it:
+    `prepare_reference` (the subject cut out by the reference mask, the alpha or the automatic cut-out, boxed,
+    squared on grey, resized to `ref_size` = the run's `data.ref_size`) -> `fit_reference`."""
+    square = prepare_reference(inputs.reference, inputs.reference_mask, size=ref_size,
+                               name=f"reference image of {inputs.name!r}")  # [S, S, 3]
+    return np.asarray(fit_reference(to_unit(square)[None], height, width)[0])  # [H, W, 3]
 
 
 def composite_radii(cfg: SampleConfig, mask_cfg: MaskConfig) -> tuple[int, int]:
@@ -83,8 +94,9 @@ def _model_space(inputs: JobInputs, geo: Geometry, mask_cfg: MaskConfig) -> dict
 def swap_video(engine: Engine, inputs: JobInputs, cfg: SampleConfig, mask_cfg: MaskConfig, *,
                guidance: float | None = None, text_guidance: float | None = None,
                seed: int | None = None, image_context: np.ndarray | None = None,
-               null_text: np.ndarray | None = None) -> SwapResult:
+               null_text: np.ndarray | None = None, ref_size: int = DataConfig.ref_size) -> SwapResult:
     """Runs one job (see the module docstring); `guidance` / `text_guidance` / `seed` override the config's.
+    `ref_size`: the reference square's side the model was trained with (the run config's `data.ref_size`).
     `image_context`: CLIP tokens of the reference `[Li, image_dim]` (I2V-based models, `swapjax.encoding`);
     `null_text`: the negative prompt's embeddings for the null guidance branch (default: zeros)."""
     num_frames = inputs.video.shape[0]
@@ -93,7 +105,7 @@ def swap_video(engine: Engine, inputs: JobInputs, cfg: SampleConfig, mask_cfg: M
     height, width = geo.model_hw
     dilate, feather = composite_radii(cfg, mask_cfg)
     alpha_model = composite_alpha(model["subject"], dilate, feather)  # [F, H, W] for the anchor frames
-    reference = engine.encode_image(to_unit(letterbox(inputs.reference, height, width)))  # [1, 1, h, w, z]
+    reference = engine.encode_image(reference_frame(inputs, ref_size, height, width))  # [1, 1, h, w, z]
     plan = win_lib.plan_windows(num_frames, cfg.window_frames, cfg.overlap_frames)
     weights = win_lib.blend_weights(plan, num_frames)  # [n, F]
     scales = guidance_scales(cfg, guidance, text_guidance)
