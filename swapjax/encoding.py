@@ -130,3 +130,29 @@ class ImageEncoder(_Released):
 def has_image_encoder(folder: str | pathlib.Path) -> bool:
     """Whether a converted pipeline folder holds an image encoder."""
     return "image_encoder" in read_manifest(folder)
+
+
+IDENTITY_ENCODER_SEED = 0  # the "small" encoder is built from this key everywhere: one fixed (random) instrument
+
+
+def load_identity_encoder(name: str, checkpoint: str | None, sharding: jax.sharding.Sharding | None = None
+                          ) -> tuple[Any, dict]:
+    """The frozen image encoder `E` (`LossConfig.encoder`) -> (graphdef, parameters): an insightface IResNet from
+    `checkpoint` (converted here), else the registered encoder `name` built from `IDENTITY_ENCODER_SEED`. The
+    identity condition's reference embedding and the identity losses read the same one, in training and
+    sampling."""
+    from flax import nnx
+
+    from swapjax.models.image_encoder import build_image_encoder
+
+    if checkpoint is not None:
+        from swapjax.convert.iresnet import convert_iresnet
+        from swapjax.models.iresnet import abstract_iresnet
+
+        cfg, state = convert_iresnet(checkpoint)
+        params = nnx.to_pure_dict(state)
+        return abstract_iresnet(cfg)[0], params if sharding is None else jax.device_put(params, sharding)
+    build = lambda: build_image_encoder(name, rngs=nnx.Rngs(params=IDENTITY_ENCODER_SEED))  # noqa: E731
+    graphdef = nnx.split(nnx.eval_shape(build))[0]
+    params = jax.jit(lambda: nnx.to_pure_dict(nnx.split(build())[1]), out_shardings=sharding)()
+    return graphdef, params

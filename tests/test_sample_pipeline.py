@@ -79,14 +79,14 @@ def test_background_is_the_source_and_frame_count_is_kept(engine, num_frames):
 
 def test_three_windows_use_the_one_window_step_and_flat_device_memory(engine, monkeypatch):
     live = []
-    generate = engine.generate
+    generate = engine.generate_window
 
     def measured(*args, **kwargs):
         out = generate(*args, **kwargs)
         live.append(sum(a.nbytes for a in jax.live_arrays()))
         return out
 
-    monkeypatch.setattr(engine, "generate", measured)
+    monkeypatch.setattr(engine, "generate_window", measured)
     one = swap_video(engine, swap_inputs(5, seed=3, condition=clip(5, seed=1)), SAMPLE, CONFIG.data.mask)
     memory_one = engine.step_memory()
     traces = engine.traces["step"]

@@ -23,8 +23,23 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
 
+from swapjax.config_error import ConfigError
+
 __all__ = ["pack_mask", "agnostic_video", "fuse_video_inputs", "reference_inputs", "anchor_inputs",
-           "prefix_inputs"]
+           "prefix_inputs", "anchor_index"]
+
+
+def anchor_index(overlap_frames: int, frames_per_latent: int) -> int:
+    """The latent frame of a window that the anchor slot holds: the one covering the same source frames as the
+    previous window's last latent frame, `(overlap_frames - 1) / frames_per_latent` (docs/design.md, "Long
+    videos"). Needs `overlap_frames = 1 mod frames_per_latent` so windows start on latent-frame boundaries of
+    their predecessors; 0 (overlap 1: the next window starts on the previous one's last frame) is the paper's
+    "first frame"."""
+    if overlap_frames < 1 or (overlap_frames - 1) % frames_per_latent:
+        raise ConfigError(f"sample.overlap_frames ({overlap_frames}) must be 1 mod the VAE's {frames_per_latent} frames "
+                         f"per latent (e.g. 1, {1 + frames_per_latent}, {1 + 2 * frames_per_latent}) for a model "
+                         "with an anchor slot: windows then hand over whole latent frames")
+    return (overlap_frames - 1) // frames_per_latent
 
 
 def pack_mask(mask: Float[Array, "b F H W"], *, frames_per_latent: int = 4, pixels_per_latent: int = 8

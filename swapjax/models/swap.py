@@ -32,7 +32,7 @@ Optional conditions (`SwapInputs.conditions`, name -> typed inputs; each absent 
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -41,7 +41,8 @@ from jaxtyping import Array, Float
 
 from swapjax.config_error import ConfigError
 from swapjax.models.conditioning import prefix_inputs
-from swapjax.models.conditions import Condition, VideoStream, build_conditions, not_configured
+from swapjax.models.conditions import (Condition, VideoStream, build_conditions, condition_inputs,
+                                       not_configured)
 from swapjax.models.dit import WanDiT
 from swapjax.models.dit_block import KV
 from swapjax.models.dit_config import DiTConfig
@@ -59,6 +60,16 @@ class SwapInputs(NamedTuple):
     image_context: Float[Array, "b li ci"] | None = None  # I2V-based models: image encoder tokens (None = null)
     prefix: Float[Array, "b p h w c"] | None = None  # `conditioning.prefix_inputs` (None without prefix slots)
     conditions: dict[str, Any] | None = None  # condition name -> its typed inputs (None = no conditions)
+
+
+def model_inputs(batch: Mapping[str, Any], swap: SwapConfig) -> SwapInputs:
+    """A model batch -> `SwapInputs`: the one way training (`train/objective.py`) and sampling
+    (`sample/engine.py`) hand the model its inputs. `batch` holds `fused`, `t`, `context`, optionally
+    `image_context` and `prefix`, and the arrays the enabled conditions read (`conditions.BATCH_KEYS`);
+    every enabled condition whose arrays are present gets its inputs from them (`conditions.condition_inputs`)."""
+    return SwapInputs(fused=batch["fused"], t=batch["t"], context=batch["context"],
+                      image_context=batch.get("image_context"), prefix=batch.get("prefix"),
+                      conditions=condition_inputs(swap, batch) or None)
 
 
 class PrefixCache(NamedTuple):

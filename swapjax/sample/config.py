@@ -46,9 +46,11 @@ class SampleConfig:
     # around it (grown by `tunnel_context` of its size on every side) and swap at the working resolution
     tunnel_threshold: float = 0.05  # 0 turns tunnelling off
     tunnel_context: float = 0.5
-    # long videos: windows of `window_frames` (1 mod 4) overlapping by `overlap_frames`, cross-faded
+    # long videos: windows of `window_frames` (1 mod 4) overlapping by `overlap_frames`, cross-faded; with an anchor
+    # slot overlap_frames must be 1 mod the VAE's frames per latent, and it fixes the anchor's latent frame
+    # (`conditioning.anchor_index`, read by training too): 5 -> latent frame 1 for the Wan VAE
     window_frames: int = 81
-    overlap_frames: int = 8
+    overlap_frames: int = 5
     # composite: outside dilate(mask, composite_dilate) feathered by composite_feather the result is the
     # source; None takes MaskConfig.dilate_infer / MaskConfig.feather of the run config
     composite_dilate: int | None = None

@@ -27,14 +27,16 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 from jaxtyping import Array, Float
 from tqdm.auto import tqdm
 
 from swapjax import flow
 from swapjax.models import vae as vae_lib
 from swapjax.models.conditioning import agnostic_video, fuse_video_inputs, pack_mask, prefix_inputs
-from swapjax.models.conditions import PoseInputs
-from swapjax.models.swap import PrefixCache, SwapInputs, null_prefix, swap_prefix_cache, swap_video_step
+from swapjax.models.conditions import data_needs
+from swapjax.models.image_encoder import encode_images
+from swapjax.models.swap import PrefixCache, model_inputs, null_prefix, swap_prefix_cache, swap_video_step
 from swapjax.parallel import state_shardings
 from swapjax.sample.checkpoint import SamplingModels
 from swapjax.sample.config import SampleConfig
@@ -47,11 +49,22 @@ class WindowInputs(NamedTuple):
     mask: np.ndarray  # float32 [L, H, W] {0, 1}: the region to regenerate (inference mask)
     condition: np.ndarray | None  # float32 [L, H, W, 3] in [-1, 1] rendered pose / landmarks
     reference: jax.Array  # [1, 1, h, w, z] normalised reference latent (`Engine.encode_image`)
-    anchor: np.ndarray | None  # float32 [H, W, 3]: the previous window's last frame; None for the first
+    # the anchor slot's content, None for the first window: a latent frame [1, 1, h, w, z] handed over from the
+    # previous window (`Generated.latents`), or one pixel frame float32 [H, W, 3] encoded on its own
+    anchor: np.ndarray | jax.Array | None
     text: np.ndarray | None  # float32 [Lt, text_dim]
-    conditions: dict[str, Any] | None = None  # more condition inputs for this window (batch 1), e.g. "points"
+    conditions: dict[str, Any] | None = None  # explicit condition inputs (batch 1), e.g. DIFT "points"; they win
     image: np.ndarray | None = None  # float32 [Li, image_dim]: CLIP tokens of the reference (I2V-based models)
     null_text: np.ndarray | None = None  # float32 [Lt, text_dim]: the negative prompt's embeddings (None: zeros)
+    keypoints: np.ndarray | None = None  # float32 [L, K, 3]: tracked points in model pixels (x, y, visibility)
+    reference_embedding: np.ndarray | None = None  # float32 [E]: `Engine.embed_reference` of the reference
+
+
+class Generated(NamedTuple):
+    """One sampled window."""
+
+    pixels: np.ndarray  # float32 [L, H, W, 3] in [-1, 1], before the composite
+    latents: jax.Array  # [1, f, h, w, z] the normalised latents they were decoded from
 
 
 class Engine:
@@ -77,6 +90,13 @@ class Engine:
                           jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
         self.step_fn = jax.jit(self._step, out_shardings=None if mesh is None else self.placement)
         self.last_step_args: Any = None  # abstract arguments of the last step call (for memory analysis)
+        self.encoder = None
+        if data_needs(self.swap).reference_embedding:  # the identity condition reads E(reference), as in training
+            from swapjax.encoding import load_identity_encoder
+
+            loss = models.config.loss
+            self.encoder = load_identity_encoder(loss.encoder, loss.encoder_checkpoint)
+            self.embed_fn = jax.jit(lambda params, ref: encode_images(nnx.merge(self.encoder[0], params), ref))
 
     # ------------------------------------------------------------------------------------- VAE
     def _bar(self, iterable, desc: str, total: int):
@@ -94,6 +114,13 @@ class Engine:
         """One frame `[H, W, 3]` in [-1, 1] -> normalised latent `[1, 1, h, w, z]`."""
         return self.encode(np.asarray(image, np.float32)[None, None], desc="encode image")
 
+    def embed_reference(self, reference: Float[Array, "s s 3"]) -> np.ndarray:
+        """The prepared reference square `[S, S, 3]` in [-1, 1] -> its image-encoder embedding float32 `[E]` (what
+        training's `encode_batch` computes for the identity condition)."""
+        if self.encoder is None:
+            raise ValueError("this model has no condition that reads the reference embedding")
+        return np.asarray(self.embed_fn(self.encoder[1], jnp.asarray(reference, jnp.float32)[None]))[0]
+
     def decode(self, z: Float[Array, "b f h w z"]) -> np.ndarray:
         """Normalised latents `[B, f, h, w, z]` -> float32 numpy pixels `[B, F, H, W, 3]` in [-1, 1]."""
         chunk = self.cfg.decode_chunk_latents
@@ -104,16 +131,20 @@ class Engine:
         return np.concatenate(parts, axis=1)
 
     # ---------------------------------------------------------------------------------- the DiT
-    def _prefix(self, state, prefix: jax.Array | None, context: jax.Array, conditions: dict[str, Any],
-                image: jax.Array | None = None, *, fused_shape: tuple[int, ...]) -> PrefixCache:
-        """Once per window: every branch's prefix K/V and every condition's per-video features."""
+    def _prefix(self, state, prefix: jax.Array | None, context: jax.Array, arrays: dict[str, jax.Array],
+                explicit: dict[str, Any], image: jax.Array | None = None, *, fused_shape: tuple[int, ...]
+                ) -> PrefixCache:
+        """Once per window: every branch's prefix K/V and every condition's per-video features. The model's
+        inputs come from `model_inputs` as in training; `explicit` condition inputs replace the derived ones."""
         self.traces["prefix"] += 1
         branches = context.shape[0]
         repeat = lambda a: jnp.repeat(a, branches, axis=0)  # noqa: E731  (the same conditions in every branch)
-        inputs = SwapInputs(fused=jnp.zeros((branches, *fused_shape[1:]), jnp.float32),  # only its shape is read
-                            t=jnp.zeros((branches,), jnp.float32), context=context, image_context=image, prefix=prefix,
-                            conditions=jax.tree.map(repeat, conditions) or None)
-        return swap_prefix_cache(self.dit_graph, state, inputs)
+        batch = {"fused": jnp.zeros((branches, *fused_shape[1:]), jnp.float32),  # only its shape is read
+                 "t": jnp.zeros((branches,), jnp.float32), "context": context, "image_context": image,
+                 "prefix": prefix, **jax.tree.map(repeat, arrays)}
+        inputs = model_inputs(batch, self.swap)
+        conditions = {**(inputs.conditions or {}), **jax.tree.map(repeat, explicit)}
+        return swap_prefix_cache(self.dit_graph, state, inputs._replace(conditions=conditions or None))
 
     def _step(self, state, cache: PrefixCache, x: jax.Array, solver_state: Any, i: jax.Array, sigmas: jax.Array,
               times: jax.Array, scales: jax.Array, parts: dict[str, jax.Array | None]) -> tuple[jax.Array, Any]:
@@ -162,22 +193,35 @@ class Engine:
         images = None if image is None else np.concatenate([i for _, _, i in order], axis=0)
         return prefixes, np.concatenate([c for _, c, _ in order], axis=0), images
 
+    def _anchor(self, anchor: np.ndarray | jax.Array | None) -> jax.Array | None:
+        """The anchor slot's latent `[1, 1, h, w, z]`: handed over as is, or one pixel frame encoded alone."""
+        if not self.swap.anchor or anchor is None:
+            return None
+        return jnp.asarray(anchor) if np.ndim(anchor) == 5 else self.encode_image(anchor)
+
+    def condition_arrays(self, window: WindowInputs, z_condition: jax.Array | None) -> dict[str, jax.Array]:
+        """The arrays the conditions read (`conditions.BATCH_KEYS`), batch 1, as training's batch holds them."""
+        arrays = {"condition_latents": z_condition,
+                  "keypoints": None if window.keypoints is None else jnp.asarray(window.keypoints, jnp.float32)[None],
+                  "reference_embedding": None if window.reference_embedding is None else
+                  jnp.asarray(window.reference_embedding, jnp.float32)[None]}
+        return {k: v for k, v in arrays.items() if v is not None}
+
     def generate(self, window: WindowInputs, key: jax.Array, scales: jax.Array) -> np.ndarray:
         """Samples one window: float32 numpy pixels `[L, H, W, 3]` in [-1, 1] (before the composite)."""
+        return self.generate_window(window, key, scales).pixels
+
+    def generate_window(self, window: WindowInputs, key: jax.Array, scales: jax.Array) -> Generated:
+        """Samples one window: its pixels (before the composite) and the latents they were decoded from."""
         pixels = window.pixels[None]  # [1, L, H, W, 3]
         mask = window.mask[None]  # [1, L, H, W]
         z_agnostic = self.encode(agnostic_video(pixels, mask), "encode video")
         z_condition = None if window.condition is None else self.encode(window.condition[None], "encode condition")
-        z_anchor = None
-        if self.swap.anchor and window.anchor is not None:
-            z_anchor = self.encode_image(window.anchor)
-        prefixes, contexts, images = self._branches(window.reference, z_anchor, window.text, window.null_text,
-                                                    window.image)
-        conditions = dict(window.conditions or {})
-        if self.swap.pose_attention and z_condition is not None:
-            conditions["pose"] = PoseInputs(latent=z_condition)
+        prefixes, contexts, images = self._branches(window.reference, self._anchor(window.anchor), window.text,
+                                                    window.null_text, window.image)
         fused_shape = (*z_agnostic.shape[:4], self.dit_cfg.in_channels)
-        cache = self.prefix_fn(self.dit_state, prefixes, contexts, conditions, images, fused_shape=fused_shape)
+        cache = self.prefix_fn(self.dit_state, prefixes, contexts, self.condition_arrays(window, z_condition),
+                               dict(window.conditions or {}), images, fused_shape=fused_shape)
         self.calls["prefix"] += 1
         parts = {"mask": pack_mask(mask, frames_per_latent=self.swap.frames_per_latent,
                                    pixels_per_latent=self.swap.pixels_per_latent),
@@ -192,7 +236,7 @@ class Engine:
         self.last_step_args = jax.tree.map(
             lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a), sharding=getattr(a, "sharding", None)),
             args)
-        return self.decode(x)[0]
+        return Generated(self.decode(x)[0], x)
 
     def step_memory(self) -> Any:
         """`memory_analysis()` of the step compiled for the last call's argument shapes."""

@@ -26,6 +26,7 @@ from swapjax.data import masks
 from swapjax.data.config import DataConfig, MaskConfig
 from swapjax.data.reference import NEUTRAL_GREY, prepare_reference
 from swapjax.models.reference_frame import fit_reference
+from swapjax.models.conditioning import anchor_index
 from swapjax.sample import windows as win_lib
 from swapjax.sample.composite import composite, composite_alpha, composite_float, to_uint8, to_unit
 from swapjax.sample.config import SampleConfig
@@ -106,24 +107,12 @@ def swap_video(engine: Engine, inputs: JobInputs, cfg: SampleConfig, mask_cfg: M
     dilate, feather = composite_radii(cfg, mask_cfg)
     alpha_model = composite_alpha(model["subject"], dilate, feather)  # [F, H, W] for the anchor frames
     reference = engine.encode_image(reference_frame(inputs, ref_size, height, width))  # [1, 1, h, w, z]
-    plan = win_lib.plan_windows(num_frames, cfg.window_frames, cfg.overlap_frames)
-    weights = win_lib.blend_weights(plan, num_frames)  # [n, F]
+    shared = WindowInputs(pixels=None, mask=None, condition=None, reference=reference, anchor=None, text=inputs.text,
+                          image=image_context, null_text=null_text)
+    blended, plan = _sample_windows(engine, model, shared, alpha_model, cfg,
+                                    guidance_scales(cfg, guidance, text_guidance),
+                                    jax.random.key(cfg.seed if seed is None else seed))
     scales = guidance_scales(cfg, guidance, text_guidance)
-    key = jax.random.key(cfg.seed if seed is None else seed)
-    blended = np.zeros((num_frames, height, width, 3), np.float32)  # host memory: device memory stays flat
-    anchor = None
-    for k, w in enumerate(plan):
-        span = slice(w.start, w.stop)
-        cond = model["condition"]
-        window = WindowInputs(
-            pixels=to_unit(pad_frames(model["video"][span], w.length)),
-            mask=pad_frames(model["region"][span], w.length).astype(np.float32),
-            condition=None if cond is None else to_unit(pad_frames(cond[span], w.length)),
-            reference=reference, anchor=anchor, text=inputs.text, image=image_context, null_text=null_text)
-        generated = engine.generate(window, jax.random.fold_in(key, k), scales)[:w.stop - w.start]  # [n, H, W, 3]
-        last = w.stop - 1
-        anchor = composite_float(to_unit(model["video"][last]), generated[-1], alpha_model[last])
-        blended[span] += weights[k, span, None, None, None] * generated
     back = to_uint8(geo.from_model(blended))  # [F, y1 - y0, x1 - x0, 3]
     generated_src = geo.paste(inputs.video, back)  # [F, H0, W0, 3]
     alpha = composite_alpha(inputs.mask, dilate, feather)  # [F, H0, W0]
@@ -131,6 +120,41 @@ def swap_video(engine: Engine, inputs: JobInputs, cfg: SampleConfig, mask_cfg: M
     region = np.maximum(geo.mask_from_model(model["region"]), inputs.mask)  # [F, H0, W0]
     report = _report(inputs, frames, alpha, plan, geo, scales)
     return SwapResult(frames, alpha, region, report, generated_src)
+
+
+def _sample_windows(engine: Engine, model: dict[str, np.ndarray | None], shared: WindowInputs,
+                    alpha_model: np.ndarray, cfg: SampleConfig, scales: np.ndarray, key: jax.Array
+                    ) -> tuple[np.ndarray, list]:
+    """Every window of the video at model resolution, cross-faded -> (float32 `[F, H, W, 3]`, the plan).
+
+    Each window after the first is anchored on its predecessor as training draws the anchor
+    (`conditioning.anchor_index`, docs/design.md "Long videos"): the previous window's last generated latent frame
+    is handed over as is (latent space, no decode/encode), or, when the anchor is latent frame 0 (overlap 1: the
+    window starts on the previous one's last frame), that frame's pixels composited on the source are encoded
+    alone, as the causal VAE encodes a clip's first frame."""
+    num_frames, height, width = model["video"].shape[:3]
+    aligned = engine.swap.anchor
+    index = anchor_index(cfg.overlap_frames, engine.swap.frames_per_latent) if aligned else 0
+    plan = win_lib.plan_windows(num_frames, cfg.window_frames, cfg.overlap_frames, aligned=aligned)
+    weights = win_lib.blend_weights(plan, num_frames)  # [n, F]
+    blended = np.zeros((num_frames, height, width, 3), np.float32)  # host memory: device memory stays flat
+    anchor, cond, points = None, model["condition"], model.get("keypoints")
+    for k, w in enumerate(plan):
+        span = slice(w.start, w.stop)
+        window = shared._replace(
+            pixels=to_unit(pad_frames(model["video"][span], w.length)),
+            mask=pad_frames(model["region"][span], w.length).astype(np.float32),
+            condition=None if cond is None else to_unit(pad_frames(cond[span], w.length)),
+            keypoints=None if points is None else pad_frames(points[span], w.length), anchor=anchor)
+        out = engine.generate_window(window, jax.random.fold_in(key, k), scales)
+        generated = out.pixels[:w.stop - w.start]  # [n, H, W, 3]
+        if index > 0:
+            anchor = out.latents[:, -1:]  # [1, 1, h, w, z]: covers the next window's latent frame `index`
+        else:
+            last = w.stop - 1
+            anchor = composite_float(to_unit(model["video"][last]), generated[-1], alpha_model[last])
+        blended[span] += weights[k, span, None, None, None] * generated
+    return blended, plan
 
 
 def _report(inputs: JobInputs, frames: np.ndarray, alpha: np.ndarray, plan: list, geo: Geometry,

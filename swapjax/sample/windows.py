@@ -7,8 +7,8 @@ A video no longer than a window is one window, its length padded to 1 mod 4. A l
 of exactly `window_frames` frames starting every `window_frames - overlap_frames` frames; the last starts at
 `F - window_frames`, so it ends on the last frame (it may overlap its neighbour by more). Every window has the
 same shape, so one compiled step serves them all and device memory does not grow with the number of windows.
-Each window after the first is anchored on the last frame the previous one generated (the swap model's anchor
-slot). In an overlap the earlier window fades out and the later one fades in linearly; the weights of every
+Each window after the first is anchored on the last latent frame the previous one generated (the swap model's
+anchor slot; `aligned` plans keep every window on its predecessor's latent-frame grid, see `plan_windows`). In an overlap the earlier window fades out and the later one fades in linearly; the weights of every
 frame sum to 1, so each frame of the output is made exactly once.
 
 Judging the joins (reported with every run):
@@ -36,13 +36,20 @@ class Window:
     length: int
 
 
-def plan_windows(num_frames: int, window_frames: int, overlap_frames: int) -> list[Window]:
-    """The windows covering `num_frames` frames (see the module docstring)."""
+def plan_windows(num_frames: int, window_frames: int, overlap_frames: int, *, aligned: bool = False
+                 ) -> list[Window]:
+    """The windows covering `num_frames` frames (see the module docstring). `aligned` (models with an anchor
+    slot): every window starts a whole stride after the previous one, the last included, and the last is padded
+    past the end instead of starting earlier, so each window's anchor latent frame covers exactly the source
+    frames of its predecessor's last latent frame (`conditioning.anchor_index`)."""
     if num_frames < 1:
         raise ValueError(f"plan_windows: a video needs at least one frame, got {num_frames}")
     if num_frames <= window_frames:
         return [Window(0, num_frames, vae_frame_count(num_frames))]
     stride = window_frames - overlap_frames
+    if aligned:
+        starts = list(range(0, num_frames - overlap_frames, stride))
+        return [Window(s, min(s + window_frames, num_frames), window_frames) for s in starts]
     starts = list(range(0, num_frames - window_frames, stride)) + [num_frames - window_frames]
     return [Window(s, s + window_frames, window_frames) for s in starts]
 

@@ -14,7 +14,7 @@ from swapjax.config_error import require
 STAGES = ("1", "2", "lora")
 # Stage 1 trains these (path prefixes of the parameter tree, "/"-joined): the self-attention of every block, the
 # widened patch embedding and the swap model's new modules (condition branches); everything else is frozen.
-STAGE1_TRAINABLE = ("patch_embed", "blocks/self_attn", "conditions", "pose", "identity", "points")
+STAGE1_TRAINABLE = ("patch_embed", "blocks/self_attn")  # + every enabled condition's module (derived, loop.py)
 # LoRA adapts these kernels (path suffixes): the attention and FFN projections of every block.
 LORA_TARGETS = ("self_attn/q", "self_attn/k", "self_attn/v", "self_attn/o", "cross_attn/q", "cross_attn/k",
                 "cross_attn/v", "cross_attn/o", "ffn/fc1", "ffn/fc2")
@@ -73,6 +73,13 @@ class TrainConfig:
     data_shards: int | None = None  # data shards (None: one per process); fixed, the batches ignore the process count
     text_len: int = 1  # zero text tokens fed when the data has no text embeddings
     anchor_drop: float = 0.5  # probability of an absent anchor frame (swap models with an anchor slot)
+    # guidance: shares of samples trained on the null inputs the sampler's null branch feeds (a zero reference
+    # latent; zero text and image tokens), so the branch guidance subtracts is a trained one
+    reference_drop: float = 0.1
+    text_drop: float = 0.1
+    # a folder of per-record text / image encodings (python -m swapjax.data.encode) fed as the context and, for
+    # I2V-based models, the reference's image tokens; None = the null text and no image tokens
+    encodings: str | None = None
     # a latent cache folder (python -m swapjax.train.cache; format in swapjax/train/latent_cache.py): no VAE encoder
     latent_cache: str | None = None
     export_dtype: str = "bfloat16"  # parameter dtype of the inference export
@@ -105,7 +112,9 @@ class TrainConfig:
         require(self.data_shards is None or self.data_shards >= 1,
                 f"TrainConfig.data_shards ({self.data_shards}) must be >= 1, or None for one per process")
         require(self.text_len >= 1, f"TrainConfig.text_len ({self.text_len}) must be >= 1")
-        require(0.0 <= self.anchor_drop <= 1.0, f"TrainConfig.anchor_drop ({self.anchor_drop}) must be in [0, 1]")
+        for name in ("anchor_drop", "reference_drop", "text_drop"):
+            value = getattr(self, name)
+            require(0.0 <= value <= 1.0, f"TrainConfig.{name} ({value}) must be in [0, 1]")
         require(self.export_dtype in ("float32", "bfloat16"),
                 f"TrainConfig.export_dtype ({self.export_dtype!r}) must be 'float32' or 'bfloat16'")
         require(self.vae_steps >= 0 and self.vae_stat_batches >= 1,

@@ -58,3 +58,38 @@ class ShardedBatches:
         for it in self.iterators:
             if hasattr(it, "start_prefetch"):
                 it.start_prefetch()
+
+
+ENCODING_KEYS = ("context", "image_context")  # what EncodedBatches adds to a batch
+
+
+class EncodedBatches:
+    """Batches of `batches` with each record's text and image encodings added (`python -m swapjax.data.encode`,
+    read by `record_index`): `context` `[B, text_len, text_dim]` and, when written, `image_context`
+    `[B, Li, image_dim]` (the CLIP tokens of the record's reference, for I2V-based models). Checkpoint state is
+    the wrapped iterator's."""
+
+    def __init__(self, batches: Any, folder: str, text_len: int):
+        from swapjax.data.encode import read_encoding
+
+        self.batches, self.folder, self.text_len, self.read = batches, folder, text_len, read_encoding
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        batch = next(self.batches)
+        found = [self.read(self.folder, int(i), self.text_len) for i in batch["record_index"]]
+        batch["context"] = np.stack([e["text"] for e in found])  # [B, Lt, text_dim]
+        if all("image" in e for e in found):
+            batch["image_context"] = np.stack([e["image"] for e in found])  # [B, Li, image_dim]
+        return batch
+
+    def get_state(self) -> bytes:
+        return self.batches.get_state()
+
+    def set_state(self, state: bytes) -> None:
+        self.batches.set_state(state)
+
+    def start_prefetch(self) -> None:
+        self.batches.start_prefetch()

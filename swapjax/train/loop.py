@@ -19,6 +19,7 @@ frozen, with no optimizer state); "2" trains everything and normally starts from
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import pathlib
 from typing import Callable, NamedTuple
@@ -30,10 +31,12 @@ from flax import nnx
 from swapjax.config import Config
 from swapjax.config_error import ConfigError, require
 from swapjax.losses import LossConfig
+from swapjax.models.conditioning import anchor_index
+from swapjax.models.conditions import data_needs, needed_batch_keys
 from swapjax.models.dit import abstract_dit
 from swapjax.models.swap import SwapDiT, abstract_swap
 from swapjax.parallel import LOGICAL_AXIS_RULES, make_mesh, state_shardings
-from swapjax.train.data import ShardedBatches
+from swapjax.train.data import ENCODING_KEYS, EncodedBatches, ShardedBatches
 from swapjax.train.checkpoint import Checkpoints, load_params
 from swapjax.train.export import export_diffusers, export_inference, inference_params
 from swapjax.train.hosts import initialize_distributed
@@ -57,7 +60,9 @@ def loss_config(config: Config) -> LossConfig:
 
 def cache_keys(config: Config) -> tuple[str, ...]:
     """The latent-cache arrays a run reads: the encoded batch and the pixels its loss terms need."""
-    return LATENT_KEYS + (("condition_latents",) if config.data.with_condition else ()) + pixel_keys(config.loss)
+    conditions = tuple(k for k in needed_batch_keys(config.swap) if k in PIXEL_KEYS) if config.swap else ()
+    return tuple(dict.fromkeys(LATENT_KEYS + (("condition_latents",) if config.data.with_condition else ())
+                               + pixel_keys(config.loss) + conditions))
 
 
 def validate(config: Config, workdir: pathlib.Path) -> None:
@@ -84,10 +89,27 @@ def validate(config: Config, workdir: pathlib.Path) -> None:
     require(not data.with_condition or config.swap.condition_channels == config.vae.z_dim,
             f"DataConfig.with_condition needs SwapConfig.condition_channels ({config.swap.condition_channels}) = "
             f"VAEConfig.z_dim ({config.vae.z_dim}): the condition video is VAE-encoded")
-    for name in ("init_from", "vae_init", "latent_cache"):
+    anchor = prepare_config(config).anchor_index  # the anchor's latent frame must exist in a training clip
+    latent_frames = (data.num_frames - 1) // config.swap.frames_per_latent + 1
+    require(anchor < latent_frames, f"sample.overlap_frames ({config.sample.overlap_frames}) puts the anchor on latent "
+            f"frame {anchor}, but training clips of data.num_frames = {data.num_frames} have {latent_frames}: lower "
+            "sample.overlap_frames or train on longer clips")
+    require(train.latent_cache is None or not data_needs(config.swap).reference_embedding,
+            "train.latent_cache holds no reference embeddings, which the identity condition reads: unset "
+            "train.latent_cache for this model (the encoder then runs in batch preparation)")
+    for name in ("init_from", "vae_init", "latent_cache", "encodings"):
         path = getattr(train, name)
         require(path is None or pathlib.Path(path).exists(),
                 f"train.{name} = {path!r} does not exist: pass an existing folder, or None")
+    # Stage 1 and LoRA keep the output head frozen, and a fresh model's head is zero: from scratch the output is
+    # 0 whatever the inputs and nothing trains. Resuming such a run (WORKDIR/checkpoints has a complete step:
+    # Orbax renames a step's folder to its number once written) is fine. Checked before the workdir is created.
+    checkpoints = workdir / "checkpoints"
+    resumes = checkpoints.is_dir() and any(p.name.isdigit() for p in checkpoints.iterdir())
+    require(train.stage == "2" or train.init_from is not None or resumes,
+            f"train.stage = {train.stage!r} from scratch trains nothing (the output head proj_out starts at zero and "
+            "is frozen in this stage): use train.stage=2 to train from scratch, or pass train.init_from=<a "
+            "converted I2V model or a stage-1/stage-2 workdir>")
     checkpoint = config.loss.encoder_checkpoint
     require(checkpoint is None or pathlib.Path(checkpoint).is_file(),
             f"loss.encoder_checkpoint = {checkpoint!r} is not a file: pass insightface IResNet weights (.safetensors)")
@@ -100,6 +122,51 @@ def validate(config: Config, workdir: pathlib.Path) -> None:
     except OSError as err:
         raise ConfigError(f"workdir {str(workdir)!r} cannot be created ({err.strerror}): pass a writable folder") \
             from None
+
+
+def prepare_config(config: Config) -> PrepareConfig:
+    """What batch preparation reads of the run config (static under jit)."""
+    train, swap = config.train, config.swap
+    anchor = anchor_index(config.sample.overlap_frames, swap.frames_per_latent) if swap.anchor else 0
+    return PrepareConfig(swap=swap, text_len=train.text_len, text_dim=config.dit.text_dim,
+                         anchor_drop=train.anchor_drop, t_distribution=train.t_distribution, t_shift=train.t_shift,
+                         t_mean=train.t_mean, t_std=train.t_std, with_condition=config.data.with_condition,
+                         anchor_index=anchor, reference_drop=train.reference_drop, text_drop=train.text_drop)
+
+
+def with_condition_data(config: Config) -> Config:
+    """`config` whose data renders what its enabled conditions read (`conditions.data_needs`): the condition video
+    for a condition reading its latent, at least `num_points` keypoints for one reading keypoints."""
+    if config.swap is None:
+        return config
+    needs, data = data_needs(config.swap), config.data
+    changes = {}
+    if needs.condition_video and not data.with_condition:
+        changes["with_condition"] = True
+    if needs.keypoints > data.num_keypoints:
+        changes["num_keypoints"] = needs.keypoints
+    return dataclasses.replace(config, data=dataclasses.replace(data, **changes)) if changes else config
+
+
+def batch_preparation(config: Config, vae_graphdef: nnx.GraphDef, vae_cfg, vae_params: dict,
+                      mesh: jax.sharding.Mesh) -> tuple[Callable, dict | None]:
+    """`(prepare(args, data_batch, rng, step) -> model batch, args)`: pixels -> VAE encode (and the reference's
+    image embedding when a condition reads it) -> `assemble_batch`; from a latent cache, `assemble_batch` alone."""
+    prep_cfg, loss = prepare_config(config), loss_config(config)
+    if config.train.latent_cache is not None:
+        return (lambda args, latents, rng, step: assemble_batch(latents, rng, step, cfg=prep_cfg)), None
+    identity = load_image_encoder(loss, replicated(mesh)) if data_needs(config.swap).reference_embedding else None
+    encode = functools.partial(encode_batch, vae_graphdef, vae=vae_cfg, swap=config.swap,
+                               with_condition=config.data.with_condition,
+                               encoder_graphdef=None if identity is None else identity[0])
+    # pixel arrays the loss terms and the conditions read, handed to the step
+    passed = tuple(dict.fromkeys(pixel_keys(loss) + tuple(k for k in needed_batch_keys(config.swap) if k in PIXEL_KEYS)))
+
+    def prepare(args, pixels, rng, step):  # pixels -> VAE encode -> model inputs
+        latents = {**encode(args["vae"], pixels, encoder_params=args["encoder"]), **{k: pixels[k] for k in passed}}
+        return assemble_batch(latents, rng, step, cfg=prep_cfg)
+
+    return prepare, {"vae": vae_params, "encoder": None if identity is None else identity[1]}
 
 
 def stage1_prefixes(config: Config) -> tuple[str, ...]:
@@ -185,6 +252,11 @@ def dit_stage(config: Config, workdir: pathlib.Path, mesh: jax.sharding.Mesh, va
     else:
         data_keys = PIXEL_KEYS
         data = ShardedBatches(config.data, config.seed, train.data_shards)
+    if train.encodings is not None:  # the records' text (and, for I2V-based models, image) encodings
+        data, data_keys = EncodedBatches(data, train.encodings, train.text_len), data_keys + ENCODING_KEYS
+    elif config.dit.is_i2v:
+        log("dit stage: an I2V-based model trained without train.encodings reads the null image tokens; sample it "
+            "without the pipeline's image tokens, or build encodings (python -m swapjax.data.encode) to train with them")
     if checkpoints.latest_step() is not None:
         state = checkpoints.restore(plan.abstract, plan.shardings, data)
         log(f"dit stage: resumed from step {int(jax.device_get(state.step))} in {checkpoints.directory}")
@@ -202,28 +274,13 @@ def dit_stage(config: Config, workdir: pathlib.Path, mesh: jax.sharding.Mesh, va
     else:
         state = plan.create(config.seed)
 
-    prep_cfg = PrepareConfig(swap=config.swap, text_len=train.text_len, text_dim=config.dit.text_dim,
-                             anchor_drop=train.anchor_drop, t_distribution=train.t_distribution,
-                             t_shift=train.t_shift, t_mean=train.t_mean, t_std=train.t_std,
-                             with_condition=config.data.with_condition)
-    encode = functools.partial(encode_batch, vae_graphdef, vae=vae_cfg, swap=config.swap,
-                               with_condition=config.data.with_condition)
-
-    passed = pixel_keys(loss)  # pixel arrays the loss terms read, handed to the step
-
-    def prepare(params, pixels, rng, step):  # pixels -> VAE encode -> model inputs
-        latents = {**encode(params, pixels), **{k: pixels[k] for k in passed}}
-        return assemble_batch(latents, rng, step, cfg=prep_cfg)
-
-    def prepare_cached(params, latents, rng, step):  # cached latents -> model inputs (no VAE)
-        return assemble_batch(latents, rng, step, cfg=prep_cfg)
+    prepare, prepare_args = batch_preparation(config, vae_graphdef, vae_cfg, vae_params, mesh)
 
     writer = MetricsWriter(workdir, enabled=jax.process_index() == 0)
     try:
         state, outcome = run_steps(name=f"dit stage {train.stage}", state=state, shardings=plan.shardings,
                                    step_fn=setup.step, data_iter=data, data_keys=data_keys, mesh=mesh,
-                                   prepare_fn=prepare if train.latent_cache is None else prepare_cached,
-                                   prepare_args=vae_params if train.latent_cache is None else None,
+                                   prepare_fn=prepare, prepare_args=prepare_args,
                                    checkpoints=checkpoints, config=config, total=train.steps,
                                    checkpoint_every=train.checkpoint_every, log_every=train.log_every,
                                    max_nonfinite=train.max_nonfinite_steps, writer=writer, frozen=frozen,
@@ -250,6 +307,7 @@ def train(config: Config, workdir: str | pathlib.Path) -> Outcome:
     """Runs the VAE stage (if configured) and the swap DiT stage in `workdir`; returns how the run ended."""
     initialize_distributed()
     workdir = pathlib.Path(workdir).absolute()
+    config = with_condition_data(config)
     validate(config, workdir)
     mesh = make_mesh(config.mesh)
     log(f"{config.name}: {jax.process_count()} process(es), {jax.device_count()} device(s), mesh "

@@ -15,7 +15,7 @@ import jax
 from flax import nnx
 
 from swapjax.losses import LossConfig, LossInputs, total_loss
-from swapjax.models.swap import SwapInputs
+from swapjax.models.swap import model_inputs
 from swapjax.models.swap_config import SwapConfig
 from swapjax.train.pixel_terms import FrozenModels, decodes, pixel_loss_inputs
 
@@ -37,9 +37,7 @@ def swap_objective(graphdef: nnx.GraphDef, loss: LossConfig, swap: SwapConfig | 
 
     def objective(params: dict, batch: dict, key: jax.Array, frozen: Any) -> tuple[jax.Array, dict]:
         model = nnx.merge(graphdef, params)
-        inputs = SwapInputs(fused=batch["fused"], t=batch["t"], context=batch["context"],
-                            prefix=batch.get("prefix"))
-        v_pred = model(inputs)  # [B, f, h, w, z]
+        v_pred = model(model_inputs(batch, model.swap))  # [B, f, h, w, z]; conditions and image tokens included
         extra = {}
         if pixels:
             extra = pixel_loss_inputs(loss, batch, v_pred, frozen, frozen_models,

@@ -29,6 +29,8 @@ from jaxtyping import Array, Float
 from swapjax import flow
 from swapjax.models.conditioning import fuse_video_inputs, pack_mask, prefix_inputs
 from swapjax.models.reference_frame import fit_reference
+from swapjax.models.conditions import needed_batch_keys
+from swapjax.models.image_encoder import encode_images
 from swapjax.models.swap_config import SwapConfig
 from swapjax.models.vae import normalize_latents
 from swapjax.models.vae_config import VAEConfig
@@ -51,6 +53,9 @@ class PrepareConfig:
     t_mean: float = 0.0
     t_std: float = 1.0
     with_condition: bool = False
+    anchor_index: int = 0  # the window's latent frame the anchor slot holds (`swapjax.sample.windows.anchor_index`)
+    reference_drop: float = 0.0  # share of samples trained with the null reference (guidance's null branch)
+    text_drop: float = 0.0  # share trained with the null text and image tokens
 
 
 def subject_grid(subject_mask: Float[Array, "b F H W"], swap: SwapConfig) -> Float[Array, "b f h w"]:
@@ -61,8 +66,10 @@ def subject_grid(subject_mask: Float[Array, "b F H W"], swap: SwapConfig) -> Flo
 
 
 def encode_batch(vae_graphdef: nnx.GraphDef, vae_params: Any, pixels: dict[str, jax.Array], *,
-                 vae: VAEConfig, swap: SwapConfig, with_condition: bool) -> dict[str, jax.Array]:
-    """Pixel batch -> normalised latents (the VAE posterior means) and packed masks (see module docstring)."""
+                 vae: VAEConfig, swap: SwapConfig, with_condition: bool,
+                 encoder_graphdef: nnx.GraphDef | None = None, encoder_params: Any = None) -> dict[str, jax.Array]:
+    """Pixel batch -> normalised latents (the VAE posterior means), packed masks and, when a condition reads it,
+    the image encoder's embedding of the reference (see module docstring)."""
     model = nnx.merge(vae_graphdef, vae_params)
     video = pixels["video"]  # [B, F, H, W, 3]
     b, _, height, width, _ = video.shape
@@ -77,19 +84,57 @@ def encode_batch(vae_graphdef: nnx.GraphDef, vae_params: Any, pixels: dict[str, 
            "subject": subject_grid(pixels["subject_mask"], swap)}
     if with_condition:
         out["condition_latents"] = z[2 * b:]
+    if "reference_embedding" in needed_batch_keys(swap):
+        if encoder_graphdef is None:
+            raise ValueError("a condition reads the reference embedding: pass the image encoder to encode_batch")
+        encoder = nnx.merge(encoder_graphdef, encoder_params)
+        out["reference_embedding"] = encode_images(encoder, pixels["reference"])  # [B, E]
+    for key in ("context", "image_context"):  # the record's text / image encodings (train.encodings)
+        if key in pixels:
+            out[key] = pixels[key]
     return out
+
+
+def _drop(keep: jax.Array, x: jax.Array) -> jax.Array:
+    """`x` `[B, ...]` where `keep` `[B]`, zeros elsewhere (the null input of guidance)."""
+    return jnp.where(keep.reshape(-1, *([1] * (x.ndim - 1))), x, jnp.zeros_like(x))
+
+
+def _contexts(latents: dict[str, jax.Array], keep_text: jax.Array, cfg: PrepareConfig) -> dict[str, jax.Array]:
+    """Text context `[B, Lt, text_dim]` (the record's embeddings, else the null zeros) and, when the batch has
+    them, the reference's image tokens `[B, Li, image_dim]`; both replaced by the null (zeros, as the sampler's null
+    branch feeds) where `keep_text` is False."""
+    b = latents["latents"].shape[0]
+    context = latents.get("context")
+    if context is None:
+        context = jnp.zeros((b, cfg.text_len, cfg.text_dim), jnp.float32)  # the null text
+    out = {"context": _drop(keep_text, context)}
+    if latents.get("image_context") is not None:
+        out["image_context"] = _drop(keep_text, latents["image_context"])
+    return out
+
+
+def anchor_latent(latents: Float[Array, "b f h w z"], index: int) -> Float[Array, "b 1 h w z"]:
+    """The anchor slot's content: latent frame `index` of a window (see `swapjax.sample.windows.anchor_index`:
+    the frame the previous window's last latent frame covers), clean. Training reads it from the clip's own
+    latents, sampling hands over the previous window's generated last latent frame to the same place."""
+    if not 0 <= index < latents.shape[1]:
+        raise ValueError(f"anchor latent frame {index} is outside the window's {latents.shape[1]} latent frames: "
+                         "use longer training clips or a smaller sample.overlap_frames")
+    return latents[:, index:index + 1]
 
 
 def assemble_batch(latents: dict[str, jax.Array], rng: jax.Array, step: jax.Array, *,
                    cfg: PrepareConfig) -> dict[str, jax.Array]:
-    """Latent batch -> model inputs: draws t, the noise and the anchor drop from `fold_in(rng, step)` (`rng`:
-    raw key data, as in the train state), builds z_t, the fused input and the prefix frames (see module
-    docstring)."""
+    """Latent batch -> model inputs: draws t, the noise, the anchor drop and the guidance drops from
+    `fold_in(rng, step)` (`rng`: raw key data, as in the train state), builds z_t, the fused input, the prefix
+    frames, the contexts and the conditions' arrays (see module docstring)."""
     swap = cfg.swap
     x0 = latents["latents"]  # [B, f, h, w, z]
     b = x0.shape[0]
     step_key = jax.random.fold_in(jax.random.wrap_key_data(rng), step)
     key_t, key_eps, key_anchor = jax.random.split(jax.random.fold_in(step_key, 1), 3)  # the step uses step_key
+    key_ref, key_text = jax.random.split(jax.random.fold_in(step_key, 2))
     t = flow.sample_train_t(key_t, b, shift=cfg.t_shift, distribution=cfg.t_distribution, mean=cfg.t_mean,
                             std=cfg.t_std)  # [B]
     eps = jax.random.normal(key_eps, x0.shape, x0.dtype)
@@ -100,17 +145,15 @@ def assemble_batch(latents: dict[str, jax.Array], rng: jax.Array, step: jax.Arra
                               condition_channels=swap.condition_channels)  # [B, f, h, w, C_in]
     out = {"fused": fused, "t": t, "target": eps - x0, "noisy": noisy, "latents": x0,
            "subject": latents["subject"]}
-    if "context" in latents:
-        out["context"] = latents["context"]
-    else:
-        out["context"] = jnp.zeros((b, cfg.text_len, cfg.text_dim), jnp.float32)  # the null text
+    out.update(_contexts(latents, jax.random.uniform(key_text, (b,)) >= cfg.text_drop, cfg))
     if swap.num_prefix_frames:
         present = jax.random.uniform(key_anchor, (b,)) >= cfg.anchor_drop  # [B]
-        out["prefix"] = prefix_inputs(latents["reference_latents"] if swap.reference else None,
-                                      x0[:, :1] if swap.anchor else None, present,
-                                      mask_channels=swap.frames_per_latent,
+        keep_ref = jax.random.uniform(key_ref, (b,)) >= cfg.reference_drop  # [B]; dropped = null_prefix's zeros
+        z_r = _drop(keep_ref, latents["reference_latents"]) if swap.reference else None
+        z_a = anchor_latent(x0, cfg.anchor_index) if swap.anchor else None
+        out["prefix"] = prefix_inputs(z_r, z_a, present, mask_channels=swap.frames_per_latent,
                                       condition_channels=swap.condition_channels)  # [B, P, h, w, C_in]
-    for key in PASS_THROUGH:
+    for key in PASS_THROUGH + needed_batch_keys(swap):
         if key in latents:
             out[key] = latents[key]
     return out

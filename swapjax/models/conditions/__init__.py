@@ -5,13 +5,15 @@ parameter initialisation). A new condition lives in its own file, registers itse
 `@register_condition("name")`, and is turned on by naming it in `SwapConfig.extra_conditions`.
 """
 
-from swapjax.models.conditions.base import Condition, VideoStream
-from swapjax.models.conditions.registry import (build_conditions, condition_names, not_configured,
+from swapjax.models.conditions.base import BATCH_KEYS, Condition, VideoStream
+from swapjax.models.conditions.registry import (DataNeeds, build_conditions, condition_classes, condition_inputs,
+                                                condition_names, data_needs, needed_batch_keys, not_configured,
                                                 register_condition, registered_conditions)
 from swapjax.models.conditions.pose import PoseCondition, PoseInputs  # registers "pose"
 from swapjax.models.conditions.identity import IdentityCondition, IdentityInputs  # registers "identity"
 from swapjax.models.conditions.points import PointCondition, PointInputs  # registers "points"
 
-__all__ = ["Condition", "IdentityCondition", "IdentityInputs", "PointCondition", "PointInputs", "PoseCondition",
+__all__ = ["BATCH_KEYS", "Condition", "DataNeeds", "condition_classes", "condition_inputs", "data_needs",
+           "needed_batch_keys", "IdentityCondition", "IdentityInputs", "PointCondition", "PointInputs", "PoseCondition",
            "PoseInputs", "VideoStream", "build_conditions", "condition_names", "not_configured", "register_condition",
            "registered_conditions"]

@@ -17,15 +17,23 @@ does not depend on it), in two stages:
    The inputs of all conditions are combined with `layer_inputs.combine`: branch outputs add up, residuals add,
    extra tokens concatenate, so no condition overwrites another.
 
+Training and sampling feed a condition the same way (docs/design.md, "Conditions"): a condition declares
+`batch_keys`, the arrays of a model batch it reads (`"condition_latents"`: the VAE encoding of the rendered
+condition video; `"keypoints"`: `[B, F, K, 3]` tracked points in model pixels with visibility;
+`"reference_embedding"`: the image encoder's embedding of the prepared reference), and `inputs_from_batch`
+turns them into its typed inputs. `registry.condition_inputs` calls it for every enabled condition, from the
+training batch (`train/prepare.py`) and from a sampling window (`sample/engine.py`) alike; `registry.data_needs`
+tells the data pipeline what to render (`render_condition_video`, `num_keypoints`) from the same declarations.
+
 Adding a condition is one new file (a `Condition` subclass decorated with `@register_condition("name")`) plus
-naming it in `SwapConfig.extra_conditions`; nothing in `swap.py` changes. This is also the seam where
+naming it in `SwapConfig.extra_conditions`; nothing in `swap.py`, `train/` or `sample/` changes. This is also the seam where
 multi-subject swapping plugs in later: a per-subject condition prepares each subject's features (and token
 placement) once per video and returns one branch or residual per subject, which compose like any other.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, Mapping, NamedTuple
 
 import jax
 from flax import nnx
@@ -48,9 +56,25 @@ class VideoStream(NamedTuple):
         return self.grid[0] * self.grid[1] * self.grid[2]
 
 
+# The arrays a model batch may hold for the conditions, and what produces each (docs/design.md, "Conditions").
+BATCH_KEYS = {
+    "condition_latents": "the VAE encoding of the rendered condition video [B, f, h, w, C] (data renders it)",
+    "keypoints": "tracked points [B, F, K, 3]: x, y in model pixels, visibility (data reads them)",
+    "reference_embedding": "the image encoder's embedding of the prepared reference [B, E]",
+}
+
+
 class Condition(nnx.Module):
     """Base of the optional conditions (see module docstring); subclasses implement `prepare` and
-    `layer_inputs`, and `layer_xs` when they have per-layer inputs."""
+    `layer_inputs`, and `layer_xs` when they have per-layer inputs; `batch_keys` and `inputs_from_batch` say
+    how training and sampling feed them."""
+
+    batch_keys: ClassVar[tuple[str, ...]] = ()  # keys of BATCH_KEYS this condition reads
+
+    @classmethod
+    def inputs_from_batch(cls, batch: Mapping[str, Any], swap: Any) -> Any:
+        """This condition's typed inputs from a model batch holding its `batch_keys` (`swap`: the SwapConfig)."""
+        raise NotImplementedError(f"{cls.__name__} must implement inputs_from_batch(batch, swap)")
 
     def prepare(self, inputs: Any, video: VideoStream) -> Any:
         """Typed inputs of this condition -> per-video pytree, every leaf `[B, ...]` (computed once per video)."""

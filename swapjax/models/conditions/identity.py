@@ -36,6 +36,13 @@ class IdentityInputs(NamedTuple):
 class IdentityCondition(Condition):
     """Identity embedding `[B, id_dim]` -> one extra key/value token `[B, 1, D]` for every layer."""
 
+    batch_keys = ("reference_embedding",)
+
+    @classmethod
+    def inputs_from_batch(cls, batch, swap: SwapConfig) -> IdentityInputs:
+        """The image encoder's embedding of the prepared reference (`LossConfig.encoder`, the same on both sides)."""
+        return IdentityInputs(embedding=batch["reference_embedding"])
+
     def __init__(self, cfg: DiTConfig, swap: SwapConfig, *, rngs: nnx.Rngs):
         self.id_dim, self.dtype = swap.identity_dim, DTYPES[cfg.dtype]
         self.proj = dense(swap.identity_dim, cfg.inner_dim, ("text_embed", "embed"), dtype=cfg.dtype,

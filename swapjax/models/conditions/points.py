@@ -98,9 +98,34 @@ class PointMLP(nnx.Module):
         return self.fc2(jax.nn.silu(self.fc1(e)))
 
 
+def point_codes(num_points: int, dim: int) -> Float[Array, "k e"]:
+    """Fixed embeddings `[K, E]` naming each point by its index in the keypoint layout (sinusoids of the index at
+    `E / 2` frequencies, cos then sin). Used when points come from a keypoint track rather than per-point
+    features such as DIFT (our choice, docs/design.md "Our choices"): keypoint k means the same part in every
+    clip, so its index is its semantics, and training and sampling build the same codes."""
+    half = dim // 2
+    freqs = jnp.exp(-jnp.log(1000.0) * jnp.arange(half, dtype=jnp.float32) / max(half, 1))  # [E/2]
+    angle = (jnp.arange(num_points, dtype=jnp.float32)[:, None] + 1.0) * freqs[None]  # [K, E/2]
+    codes = jnp.concatenate([jnp.cos(angle), jnp.sin(angle)], axis=-1)  # [K, 2 (E/2)]
+    return jnp.pad(codes, ((0, 0), (0, dim - 2 * half)))  # [K, E]
+
+
 @register_condition("points", flag="points")
 class PointCondition(Condition):
     """Per-layer point MLPs on `SwapConfig.point_layers` (`()` = all layers) and the point placement rule."""
+
+    batch_keys = ("keypoints",)
+
+    @classmethod
+    def inputs_from_batch(cls, batch, swap: SwapConfig) -> PointInputs:
+        """Points from a keypoint track `[B, F, K, 3]` (x, y in model pixels, visibility) named by `point_codes`."""
+        kps = jnp.asarray(batch["keypoints"], jnp.float32)
+        if kps.ndim != 4 or kps.shape[2] != swap.num_points or kps.shape[3] != 3:
+            raise ValueError(f"keypoints have shape {tuple(kps.shape)}: the 'points' condition needs [B, F, K = "
+                             f"SwapConfig.num_points = {swap.num_points}, 3] (set data.num_keypoints to num_points)")
+        codes = jnp.broadcast_to(point_codes(swap.num_points, swap.point_dim), (kps.shape[0], swap.num_points,
+                                                                                swap.point_dim))  # [B, K, E]
+        return PointInputs(coords=kps[..., :2], visible=kps[..., 2] > 0, embeddings=codes)
 
     def __init__(self, cfg: DiTConfig, swap: SwapConfig, *, rngs: nnx.Rngs):
         self.num_points, self.point_dim = swap.num_points, swap.point_dim

@@ -95,6 +95,13 @@ class PoseProjection(nnx.Module):
 class PoseCondition(Condition):
     """The PoseGuider plus per-layer K'/V' projections on `SwapConfig.pose_layers` (`()` = all layers)."""
 
+    batch_keys = ("condition_latents",)
+
+    @classmethod
+    def inputs_from_batch(cls, batch, swap: SwapConfig) -> PoseInputs:
+        """The condition latent (VAE encoding of the rendered pose video) at the config's λ."""
+        return PoseInputs(latent=batch["condition_latents"])
+
     def __init__(self, cfg: DiTConfig, swap: SwapConfig, *, rngs: nnx.Rngs):
         kw = dict(dtype=cfg.dtype, param_dtype=cfg.param_dtype)
         self.pose_channels, self.default_scale = swap.pose_channels, swap.pose_scale

@@ -9,12 +9,12 @@ are on, in registration order, then `extra_conditions` in the order given.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Any, Callable, Mapping, NamedTuple
 
 from flax import nnx
 
 from swapjax.config_error import require
-from swapjax.models.conditions.base import Condition
+from swapjax.models.conditions.base import BATCH_KEYS, Condition
 from swapjax.models.dit_config import DiTConfig
 from swapjax.models.swap_config import SwapConfig
 
@@ -84,3 +84,48 @@ def not_configured(name: str, swap: SwapConfig) -> ValueError:
                           f"SwapConfig.{known.flag} = True")
     return ValueError(f"a {name!r} condition was given, but SwapConfig.extra_conditions {swap.extra_conditions} "
                       "does not name it: drop it, or add it there")
+
+
+def condition_classes(swap: SwapConfig) -> dict[str, Builder]:
+    """The builders (normally `Condition` subclasses) of the conditions `swap` turns on, in build order."""
+    return {name: _REGISTRY[name].builder for name in condition_names(swap)}
+
+
+def needed_batch_keys(swap: SwapConfig) -> tuple[str, ...]:
+    """Every batch key (`base.BATCH_KEYS`) an enabled condition reads, in first-use order; raises `ConfigError`
+    for a condition that declares an unknown key."""
+    keys: list[str] = []
+    for name, builder in condition_classes(swap).items():
+        for key in getattr(builder, "batch_keys", ()):
+            require(key in BATCH_KEYS, f"condition {name!r} declares batch key {key!r}, which no part of the "
+                                       f"pipeline produces (known: {', '.join(BATCH_KEYS)}): use one of those")
+            if key not in keys:
+                keys.append(key)
+    return tuple(keys)
+
+
+def condition_inputs(swap: SwapConfig, batch: Mapping[str, Any]) -> dict[str, Any]:
+    """Every enabled condition's typed inputs from a model batch: the one function training (`train/prepare.py`)
+    and sampling (`sample/engine.py`) both call. A condition whose batch keys are not all present is left out
+    (the model then runs without it, exactly the base model for it)."""
+    out = {}
+    for name, builder in condition_classes(swap).items():
+        keys = getattr(builder, "batch_keys", ())
+        if keys and all(batch.get(k) is not None for k in keys):
+            out[name] = builder.inputs_from_batch(batch, swap)
+    return out
+
+
+class DataNeeds(NamedTuple):
+    """What the data pipeline must render for the enabled conditions."""
+
+    condition_video: bool  # render keypoints into a condition video (its VAE latent is "condition_latents")
+    keypoints: int  # at least this many keypoints per frame in each example ("keypoints"); 0 = none
+    reference_embedding: bool  # the image encoder embeds the prepared reference
+
+
+def data_needs(swap: SwapConfig) -> DataNeeds:
+    """The data the enabled conditions read (from their `batch_keys`)."""
+    keys = needed_batch_keys(swap)
+    points = swap.num_points if "keypoints" in keys else 0
+    return DataNeeds("condition_latents" in keys, points, "reference_embedding" in keys)
