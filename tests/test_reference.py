@@ -3,13 +3,15 @@ preparation (`prepare_reference`) that training and sampling share, with its aut
 
 import warnings
 
+import cv2
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from swapjax.data import masks as M
-from swapjax.data.reference import NEUTRAL_GREY, ReferenceCutoutWarning, prepare_reference, subject_cutout
+from swapjax.data.reference import (EDGE_BAND, NEUTRAL_GREY, ReferenceCutoutWarning, prepare_reference,
+                                    subject_cutout)
 
 
 def clip_with_box(seed: int, frames: int = 3, height: int = 40, width: int = 56):
@@ -187,3 +189,26 @@ def test_prepare_reference_rejects_bad_masks():
         prepare_reference(image, np.zeros((8, 10)), size=8)
     with pytest.raises(ValueError, match="fully transparent"):
         prepare_reference(np.zeros((8, 10, 4), np.uint8), size=8)
+
+
+def test_automatic_cutout_keeps_a_blended_outline_but_not_a_soft_shadow():
+    big, big_mask = framed((320, 320), (250, 250, 250), 97, 110, scale=4)  # drawn at 4x, then area-downscaled
+    image = cv2.resize(big, (80, 80), interpolation=cv2.INTER_AREA)  # edges blend into the canvas
+    coverage = cv2.resize(big_mask.astype(np.float32), (80, 80), interpolation=cv2.INTER_AREA)  # [80, 80]
+    outline = (coverage > 0) & (image != 250).any(axis=-1)  # every pixel the subject tints
+    np.testing.assert_array_equal(subject_cutout(image), outline)
+    ys, xs = np.mgrid[0:80, 0:80]
+    shadow = np.clip(30 - 1.5 * np.hypot((ys - 70) / 0.4, xs - 40), 0, None)  # soft, up to 30 darker, below it
+    shaded = np.clip(image - (shadow * ~outline)[..., None], 0, 255).astype(np.uint8)
+    cut = subject_cutout(shaded)
+    grown = cv2.dilate(outline.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=EDGE_BAND) > 0
+    assert (cut >= outline).all() and (cut <= grown).all()  # at most the outline band of the shadow joins
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_preparing_a_prepared_reference_changes_nothing(seed):
+    rng = np.random.default_rng(seed)
+    image, mask = framed((100, 90), tuple(int(c) for c in rng.integers(0, 256, 3)), int(rng.integers(0, 60)),
+                         int(rng.integers(0, 60)))
+    square = prepare_reference(image, mask, size=24)  # area-downscaled: its outline blends into the grey
+    np.testing.assert_array_equal(prepare_reference(square, size=24), square)

@@ -22,6 +22,8 @@ NEUTRAL_GREY = 128
 BACKGROUND_TOLERANCE = 32.0  # RGB distance (0..255 per channel) from the background colour still counted as it
 BORDER_SHARE = 0.5  # the background colour must cover at least this share of the image border
 MIN_PIECE = 0.1  # subject pieces smaller than this share of the largest piece are dropped (specks, noise)
+EDGE_BAND = 2  # pixels: the subject's outline, blended with the background, joins it up to this far out ...
+EDGE_FLOOR = 0.5  # ... where a pixel differs from the background by more than this (or 3x the border's noise)
 
 
 class ReferenceCutoutWarning(UserWarning):
@@ -93,28 +95,38 @@ def subject_cutout(rgb, name: str = "reference image") -> np.ndarray:
 
     The background colour is the dominant colour of the image's outermost pixels; pixels farther than
     `BACKGROUND_TOLERANCE` from it are subject candidates; the largest 8-connected piece and every piece of at
-    least `MIN_PIECE` of its area are kept, and background enclosed by them (not connected to the border) is
-    filled in. When the border is not plain (under `BORDER_SHARE` of it matches the background colour) or
-    nothing differs from it, a one-line `ReferenceCutoutWarning` says so and the whole image is the subject.
+    least `MIN_PIECE` of its area are kept; up to `EDGE_BAND` pixels out from them, pixels that still differ from
+    the background (by more than `EDGE_FLOOR`, or three times the median distance of the background's border
+    pixels when larger: its noise) join them (the outline blended with the background; shadows and shading
+    farther out do not), and background enclosed by them (not connected to the border) is filled in. When the
+    border is not plain (under `BORDER_SHARE` of it matches the background colour) or nothing differs from it,
+    a one-line `ReferenceCutoutWarning` says so and the whole image is the subject.
     """
     x = np.asarray(rgb).astype(np.float32)  # [H, W, 3]
     border = np.concatenate([x[0], x[-1], x[1:-1, 0], x[1:-1, -1]])  # [n, 3]
     background = _dominant_colour(border)  # [3]
-    share = float((np.linalg.norm(border - background, axis=-1) <= BACKGROUND_TOLERANCE).mean())
+    spread = np.linalg.norm(border - background, axis=-1)  # [n]
+    plain = spread <= BACKGROUND_TOLERANCE
+    share = float(plain.mean())
     whole = np.ones(x.shape[:2], bool)
     fix = "pass a reference mask (sample.py --reference-mask, job key \"reference_mask\") or an RGBA cut-out"
     if share < BORDER_SHARE:
         _warn(f"{name}: its border is not one plain colour (the commonest colour covers {share:.0%} of it), so the "
               f"subject cannot be cut out automatically and the whole image is used: {fix}")
         return whole
-    far = (np.linalg.norm(x - background, axis=-1) > BACKGROUND_TOLERANCE).astype(np.uint8)  # [H, W]
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(far, connectivity=8)
-    areas = stats[1:, cv2.CC_STAT_AREA]  # [count - 1]
+    distance = np.linalg.norm(x - background, axis=-1)  # [H, W]
+    far = (distance > BACKGROUND_TOLERANCE).astype(np.uint8)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(far, connectivity=8)
+    areas = stats[1:, cv2.CC_STAT_AREA]  # [pieces]
     if areas.size == 0:
         _warn(f"{name}: no pixel differs from its plain background colour {np.round(background).astype(int).tolist()}"
               f", so the whole image is used: {fix}")
         return whole
     subject = np.isin(labels, 1 + np.flatnonzero(areas >= MIN_PIECE * areas.max()))  # [H, W]
+    floor = max(EDGE_FLOOR, 3.0 * float(np.median(spread[plain])))
+    differs = distance > floor  # [H, W]
+    for _ in range(EDGE_BAND):  # grow one pixel at a time through pixels that differ: the blended outline
+        subject = (cv2.dilate(subject.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0) & (differs | subject)
     _, outside = cv2.connectedComponents((~subject).astype(np.uint8), connectivity=4)  # 0 on the subject
     edge = np.unique(np.concatenate([outside[0], outside[-1], outside[:, 0], outside[:, -1]]))
     return ~np.isin(outside, edge[edge > 0])  # the subject and the holes inside it
