@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from swapjax.config_error import require
-from swapjax.models.execution import execution_field
+from swapjax.models.execution import architecture, execution_field
 from swapjax.models.layers import DTYPES
 
 # Wan2.1 VAE latent statistics (per channel), used by `latents.normalize`.
@@ -70,3 +70,11 @@ def learned(cfg: VAEConfig) -> dict[str, tuple[float, ...]]:
 def with_learned(cfg: VAEConfig, trained: VAEConfig) -> VAEConfig:
     """`cfg` with the learned fields of `trained` (a checkpoint's config); everything else stays `cfg`'s."""
     return dataclasses.replace(cfg, **learned(trained))
+
+
+def fixed_differences(cfg: VAEConfig, found: VAEConfig) -> list[str]:
+    """`"field: config A, checkpoint B"` for every architecture field other than the learned ones where a VAE
+    checkpoint's config `found` differs from the run config's `cfg` (empty: the same VAE)."""
+    mine, theirs = architecture(cfg), architecture(found)
+    return [f"{k}: config {mine[k]!r}, checkpoint {theirs[k]!r}" for k in mine
+            if k not in LEARNED_FIELDS and mine[k] != theirs[k]]

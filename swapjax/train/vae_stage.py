@@ -7,6 +7,10 @@ are the DiT stage's (`run_steps`), in `WORKDIR/vae_stage/`. When the stage compl
 `vae_stat_batches` batches give per-channel `latents_mean` / `latents_std` (a VAE trained from scratch does
 not have Wan's), and the EMA weights with that config are written to `WORKDIR/vae` in the converted-model
 format; a later run (or stage) finds them there and skips the stage.
+
+A loaded VAE (`WORKDIR/vae`, `train.vae_init`) brings its latent statistics, which replace the config's (those only
+seed a VAE trained from scratch); every other architecture field must match the config's `vae` section, or the
+run stops with a `ConfigError` listing each difference (sampling checks the same, `swapjax/sample/checkpoint.py`).
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ import numpy as np
 from flax import nnx
 
 from swapjax.config import Config
+from swapjax.config_error import ConfigError
 from swapjax.convert.saved import load_converted, save_converted
 from swapjax.models.vae import WanVAE, abstract_vae, sample_latent
-from swapjax.models.vae_config import VAEConfig
+from swapjax.models.vae_config import VAEConfig, fixed_differences
 from swapjax.parallel import state_shardings
 from swapjax.train.data import ShardedBatches
 from swapjax.train.checkpoint import Checkpoints, load_params
@@ -65,6 +70,16 @@ def latent_stats(graphdef: nnx.GraphDef, params: dict, batches: list[dict]) -> t
     return tuple(float(x) for x in z.mean(axis=0)), tuple(float(x) for x in std)
 
 
+def _loaded_config(config: Config, path: str | pathlib.Path, found: VAEConfig) -> VAEConfig:
+    """`found` (a loaded VAE's config) once its architecture is the run config's; `ConfigError` listing every
+    difference otherwise (its learned latent statistics may differ: they are its own)."""
+    diff = fixed_differences(config.vae, found)
+    if diff:
+        raise ConfigError(f"the VAE in {str(path)!r} has other architecture values than the config's vae section "
+                          f"({'; '.join(diff)}): use the config it was made with, or another VAE")
+    return found
+
+
 def load_vae(config: Config, workdir: pathlib.Path, mesh: jax.sharding.Mesh
              ) -> tuple[nnx.GraphDef, dict, VAEConfig]:
     """The VAE the DiT stage encodes with: `WORKDIR/vae` (this run's VAE stage), else `train.vae_init`, else
@@ -72,6 +87,7 @@ def load_vae(config: Config, workdir: pathlib.Path, mesh: jax.sharding.Mesh
     for path in (workdir / VAE_DIR, config.train.vae_init):
         if path is not None and (pathlib.Path(path) / "swapjax_config.json").is_file():
             _, cfg, state = load_converted(path, mesh=mesh)
+            cfg = _loaded_config(config, path, cfg)
             graphdef, _ = abstract_vae(cfg)
             return graphdef, nnx.to_pure_dict(state), cfg
     graphdef, abstract = abstract_vae(config.vae)
@@ -92,7 +108,7 @@ def run_vae_stage(config: Config, workdir: pathlib.Path, mesh: jax.sharding.Mesh
     train = config.train
     cfg = config.vae
     if train.vae_init is not None:
-        cfg = load_converted(train.vae_init)[1]
+        cfg = _loaded_config(config, train.vae_init, load_converted(train.vae_init)[1])
     graphdef, abstract = abstract_vae(cfg)
     model_sh = nnx.to_pure_dict(state_shardings(abstract, mesh))
     param_sh = {"model": model_sh}
