@@ -1,6 +1,8 @@
 """Tiny swap model for CPU tests and demos: the tiny config's VAE and data with an I2V-shaped tiny DiT
 (2 heads × 16, FFN 64, 2 layers, text and CLIP-image width 32) reading the 52 fused channels, with the
-reference and anchor slots. The optional conditions are sized for tests and off; tests turn them on.
+reference and anchor slots. The optional conditions are sized for tests and off; tests turn them on. Training
+defaults to stage 2 (every parameter): with no pretrained model there is nothing for stage 1 to start from
+(its output head starts at zero and stays frozen; `train.stage=1` needs `train.init_from`).
 
 Used by tests/test_swap*.py and tests/test_pose_identity_points.py, and run with
 
@@ -21,4 +23,4 @@ def get_config() -> Config:
                       num_points=4, point_dim=8, point_hidden=16)
     dit = dataclasses.replace(tiny.dit, in_channels=swap.fused_channels(tiny.dit.out_channels), image_dim=32,
                               added_kv_proj_dim=tiny.dit.num_heads * tiny.dit.head_dim)
-    return tiny.replace(name="swap-tiny", dit=dit, swap=swap)
+    return tiny.replace(name="swap-tiny", dit=dit, swap=swap, train=dataclasses.replace(tiny.train, stage="2"))

@@ -7,7 +7,8 @@ Weights (the base widened, new columns zero):
     python -m swapjax.convert --src Wan2.1-T2V-1.3B-Diffusers/transformer --out ckpt/swap1.3b \
         --swap-config configs/swap_wan2_1_1_3b.py
 
-then `python train.py --config configs/swap_wan2_1_1_3b.py --workdir runs/swap1.3b` (or sample.py). Note the base never saw the mask and agnostic channels: expect to train longer than from I2V-14B.
+then `python train.py --config configs/swap_wan2_1_1_3b.py --workdir runs/swap1.3b --set train.init_from=ckpt/swap1.3b`
+(or sample.py); stage 1, the default, needs the converted weights (it refuses to start from scratch). Note the base never saw the mask and agnostic channels: expect to train longer than from I2V-14B.
 """
 
 import dataclasses

@@ -23,7 +23,7 @@ def _training_commands() -> list[str]:
 def test_readme_training_commands_run_as_written(tmp_path, compile_cache):  # noqa: F811
     (tmp_path / "configs").symlink_to(ROOT / "configs")
     commands = _training_commands()
-    assert len(commands) == 2
+    assert len(commands) == 3 and "train.stage=1" in commands[1] and "train.init_from=" in commands[1]
     for command in commands:
         args = shlex.split(command)
         done = subprocess.run([PYTHON, str(ROOT / args[1]), *args[2:]], cwd=tmp_path, env=subprocess_env(compile_cache),
