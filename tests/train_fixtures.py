@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import pathlib
 import sys
@@ -143,3 +144,83 @@ def wait_for_step(workdir: pathlib.Path, step: int, proc: subprocess.Popen, time
         time.sleep(0.05)
     proc.kill()
     raise AssertionError(f"train.py did not reach step {step} in {timeout} s")
+
+
+# ------------------------------------------------------------------------------------ resume checks
+from unittest import mock  # noqa: E402
+
+import orbax.checkpoint as ocp  # noqa: E402
+
+from swapjax.train.checkpoint import Checkpoints  # noqa: E402
+
+BREAKS = ("opt_state", "params")
+
+
+def _broken(state, what: str):
+    """`state` as a restore that lost `what` would give it: "opt_state" -> a fresh optimizer state (Adam's moments
+    and step count zero, as `tx.init` makes them); "params" -> the trained parameters re-drawn (the adapters
+    of a LoRA run, else the model)."""
+    if what == "opt_state":
+        fresh = jax.tree.map(lambda x: x if x.dtype == jnp.bool_ else jnp.zeros_like(x), state.opt_state)
+        return state.replace(opt_state=fresh)
+    part = "lora" if "lora" in state.params else "model"
+    leaves, treedef = jax.tree.flatten(state.params[part])
+    keys = jax.random.split(jax.random.key(1234), len(leaves))
+    drawn = [jax.device_put(0.1 * jax.random.normal(k, x.shape, x.dtype), x.sharding) for x, k in zip(leaves, keys)]
+    return state.replace(params={**state.params, part: treedef.unflatten(drawn)})
+
+
+@contextlib.contextmanager
+def broken_restore(what: str):
+    """`Checkpoints.restore` breaks on purpose while entered (`what` in `BREAKS`, see `_broken`), so a test can
+    show that its resume check notices a restore that lost the optimizer state or the parameters."""
+    assert what in BREAKS, what
+    restore = Checkpoints.restore
+    with mock.patch.object(Checkpoints, "restore", lambda self, *a, **k: _broken(restore(self, *a, **k), what)):
+        yield
+
+
+def flat(tree) -> dict[str, np.ndarray]:
+    """{"params/model/...": host array} of a pytree (TrainState fields, nested dicts, optax states)."""
+    from swapjax.train.state import path_name
+
+    return {path_name(p): np.asarray(x) for p, x in jax.tree_util.tree_flatten_with_path(jax.device_get(tree))[0]}
+
+
+def saved_state(workdir: pathlib.Path, step: int | None = None) -> dict[str, np.ndarray]:
+    """The train state a run saved at `step` (default its latest) as flat host arrays (`flat`), read without
+    placing anything on devices (works for checkpoints written by any number of processes)."""
+    directory = workdir / "checkpoints"
+    step = step if step is not None else max(int(d.name) for d in directory.iterdir() if d.name.isdigit())
+    path = directory / str(step) / "state"
+    with ocp.PyTreeCheckpointer() as checkpointer:
+        tree = checkpointer.metadata(path).item_metadata
+        tree = tree.tree if hasattr(tree, "tree") else tree
+        args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+        return flat(checkpointer.restore(path, args=ocp.args.PyTreeRestore(restore_args=args)))
+
+
+def assert_same_run(got: tuple[list[float], dict], want: tuple[list[float], dict], what: str = "") -> None:
+    """(losses, flat final state) of a resumed run equal those of the uninterrupted run, bit for bit."""
+    (got_losses, got_state), (want_losses, want_state) = got, want
+    assert got_losses == want_losses, f"{what}: losses {got_losses} != uninterrupted {want_losses}"
+    assert sorted(got_state) == sorted(want_state), what
+    differ = [k for k in want_state if not np.array_equal(got_state[k], want_state[k])]
+    assert not differ, f"{what}: final state differs from the uninterrupted run's in {differ[:5]} ({len(differ)} leaves)"
+
+
+def random_init_workdir(directory: pathlib.Path, config: Config) -> pathlib.Path:
+    """A workdir whose checkpoint holds `randomized` parameters of `config`'s model (output head included, which a
+    fresh model has at zero): `train.init_from=<it>` starts a run whose loss depends on every parameter."""
+    with on_mesh() as mesh:
+        setup = build_dit(config.replace(train=dataclasses.replace(config.train, stage="2")), mesh)
+        checkpoints = Checkpoints(directory / "checkpoints")
+        checkpoints.save(0, randomized(setup, setup.plan.create(config.seed), config.seed), None, config)
+        checkpoints.close()
+    return directory
+
+
+@pytest.fixture(scope="session")
+def random_init(tmp_path_factory) -> pathlib.Path:
+    """`random_init_workdir` of the tiny training config (one per test session)."""
+    return random_init_workdir(tmp_path_factory.mktemp("random_init"), tiny_config())
