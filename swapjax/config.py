@@ -23,7 +23,7 @@ import tyro
 from swapjax.config_error import ConfigError, require
 from swapjax.data.config import DataConfig, StageFromTrain
 from swapjax.models.dit_config import DiTConfig
-from swapjax.models.swap_config import SwapConfig, validate_swap
+from swapjax.models.swap_config import Conditions, SwapConfig, validate_swap
 from swapjax.models.vae_config import VAEConfig
 from swapjax.parallel import MeshConfig
 from swapjax.python_file import call_factory
@@ -105,11 +105,13 @@ def apply_overrides(config: Any, overrides: Sequence[str]) -> Any:
         node = tree
         *parents, leaf = key.split(".")
         for name in parents:
+            if isinstance(node.get(name), tuple):  # the path was also set as a whole: kept under ""
+                node[name] = {"": node[name]}
             node = node.setdefault(name, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r} sets a field inside {name!r}, which another override sets "
-                                  "as a value")
-        node[leaf] = (key, value.strip())
+        if isinstance(node.get(leaf), dict):
+            node[leaf][""] = (key, value.strip())
+        else:
+            node[leaf] = (key, value.strip())
     return _rebuild(config, tree, "")
 
 
@@ -129,6 +131,16 @@ def _rebuild(node: Any, changes: dict[str, Any], prefix: str) -> Any:
             new[name] = _parse(hints[name], value, f"{key}={value!r}")
             continue
         child = getattr(node, name)
+        if isinstance(child, Conditions):  # swap.conditions=<names> and swap.conditions.<name>.<argument>=value
+            if "" in change:
+                key, value = change.pop("")
+                child = _parse(Conditions, value, f"{key}={value!r}")
+            new[name] = _condition_overrides(child, change, f"{path}.")
+            continue
+        if "" in change:
+            key, value = change[""]
+            raise ConfigError(f"override {key}={value!r} sets {path}, which other overrides set fields inside: "
+                              f"{cls.__name__}.{name} is a section; set its fields, e.g. {path}.<field>=...")
         if child is None and _dataclass_in(hints[name]) is not None:
             child = _dataclass_in(hints[name])()
         if not dataclasses.is_dataclass(child):
@@ -141,6 +153,32 @@ def _rebuild(node: Any, changes: dict[str, Any], prefix: str) -> Any:
     except ConfigError as err:
         said = ", ".join(f"{k}={v!r}" for k, v in _all(changes))
         raise ConfigError(f"override {said} is invalid: {err}") from None
+
+
+def _condition_overrides(conditions: Conditions, changes: dict[str, Any], prefix: str) -> Conditions:
+    """`conditions` with `<name>.<argument>=value` overrides: each value parsed to the type of that argument in
+    the condition's `Settings`; naming a condition that is off turns it on."""
+    from swapjax.models.conditions import registered_conditions, settings_type
+
+    for name, args in changes.items():
+        key, value = _first(args)
+        if name not in registered_conditions():
+            raise ConfigError(f"override {key}={value!r}: no condition {name!r} is registered (registered: "
+                              f"{', '.join(registered_conditions())})")
+        if isinstance(args, tuple):
+            raise ConfigError(f"override {key}={value!r}: set an argument of the condition, e.g. "
+                              f"{prefix}{name}.<argument>=..., or turn conditions on with {prefix[:-1]}={name}")
+        cls = settings_type(name)
+        hints = typing.get_type_hints(cls) if cls is not None else {}
+        parsed = {}
+        for arg, change in args.items():
+            key, value = _first(change)
+            if arg not in hints or not isinstance(change, tuple):
+                raise ConfigError(f"override {key}={value!r}: condition {name!r} has no argument {arg!r}; allowed: "
+                                  f"{', '.join(sorted(hints)) or 'none'}")
+            parsed[arg] = _parse(hints[arg], value, f"{key}={value!r}")
+        conditions = conditions.with_kwargs(name, **parsed)
+    return conditions
 
 
 def _first(change: Any) -> tuple[str, str]:
@@ -162,6 +200,9 @@ def _dataclass_in(hint: Any) -> type | None:
 
 
 def _parse(hint: Any, value: str, what: str) -> Any:
+    if hint is Conditions:  # swap.conditions=pose,points (names; "" or none = no conditions)
+        names = [n.strip() for n in value.strip().strip("()[]").split(",") if n.strip()]
+        return Conditions(()) if names in ([], ["none"], ["None"]) else Conditions(names)
     if _dataclass_in(hint) is not None:
         raise ConfigError(f"override {what}: that is a section; set its fields, e.g. "
                           f"{what.split('=')[0]}.<field>=...")

@@ -22,7 +22,10 @@ CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
 TINY = load_config(CONFIGS / "swap_tiny.py")
 DIT: DiTConfig = TINY.dit
 SWAP: SwapConfig = TINY.swap  # reference + anchor, conditions off
-ALL_ON = dataclasses.replace(SWAP, pose_attention=True, identity_token=True, points=True, point_layers=(1,))
+# the conditions at test sizes (SwapConfig.conditions: name -> that condition's Settings arguments)
+TINY_CONDITIONS = {"pose": {"widths": (8,)}, "identity": {"dim": 8},
+                   "points": {"num_points": 4, "point_dim": 8, "hidden": 16}}
+ALL_ON = dataclasses.replace(SWAP, conditions={**TINY_CONDITIONS, "points": {**TINY_CONDITIONS["points"], "layers": (1,)}})
 
 prefix_cache = jax.jit(swap_prefix_cache, static_argnums=0)
 video_step = jax.jit(swap_video_step, static_argnums=0)
@@ -58,18 +61,20 @@ def inputs(swap: SwapConfig = ALL_ON, *, b: int = 2, f: int = 3, h: int = 4, w: 
     c = DIT.in_channels
     frames = (f - 1) * swap.frames_per_latent + 1
     px = swap.pixels_per_latent
+    k, e = TINY_CONDITIONS["points"]["num_points"], TINY_CONDITIONS["points"]["point_dim"]  # the test sizes
+    pose_channels, identity_dim = swap.condition_channels, TINY_CONDITIONS["identity"]["dim"]
     points = PointInputs(
-        coords=rng.uniform(0, [w * px, h * px], (b, frames, swap.num_points, 2)).astype(np.float32),
-        visible=rng.uniform(size=(b, frames, swap.num_points)) < 0.8,
-        embeddings=rng.standard_normal((b, swap.num_points, swap.point_dim)).astype(np.float32))
+        coords=rng.uniform(0, [w * px, h * px], (b, frames, k, 2)).astype(np.float32),
+        visible=rng.uniform(size=(b, frames, k)) < 0.8,
+        embeddings=rng.standard_normal((b, k, e)).astype(np.float32))
     return SwapInputs(
         fused=rng.standard_normal((b, f, h, w, c)).astype(np.float32),
         t=rng.uniform(size=(b,)).astype(np.float32),
         context=rng.standard_normal((b, lt, DIT.text_dim)).astype(np.float32),
         image_context=rng.standard_normal((b, li, DIT.image_dim)).astype(np.float32),
         prefix=rng.standard_normal((b, swap.num_prefix_frames, h, w, c)).astype(np.float32),
-        conditions=dict(pose=PoseInputs(rng.standard_normal((b, f, h, w, swap.pose_channels)).astype(np.float32)),
-                        identity=IdentityInputs(rng.standard_normal((b, swap.identity_dim)).astype(np.float32)),
+        conditions=dict(pose=PoseInputs(rng.standard_normal((b, f, h, w, pose_channels)).astype(np.float32)),
+                        identity=IdentityInputs(rng.standard_normal((b, identity_dim)).astype(np.float32)),
                         points=points))
 
 

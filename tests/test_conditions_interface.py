@@ -66,8 +66,8 @@ class ToyCondition(Condition):
         return LayerInputs(branches=(branch,), residual=residual)
 
 
-WITH_TOY = dataclasses.replace(ALL_ON, identity_token=False, extra_conditions=("toy",))
-POSE_POINTS = dataclasses.replace(WITH_TOY, extra_conditions=())
+POSE_POINTS = dataclasses.replace(ALL_ON, conditions=ALL_ON.conditions.with_names(("pose", "points")))
+WITH_TOY = dataclasses.replace(ALL_ON, conditions=ALL_ON.conditions.with_names(("pose", "points", "toy")))
 
 
 @pytest.fixture(scope="module")
@@ -174,13 +174,15 @@ def test_prepare_runs_once_per_video_and_guidance_branch(setup, monkeypatch):
 
 def test_registry_errors_name_the_fix(monkeypatch):
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # registrations below end with the test
-    with pytest.raises(ConfigError, match=r"extra_conditions names 'nope', which is not a registered condition "
+    with pytest.raises(ConfigError, match=r"conditions names 'nope', which is not a registered condition "
                                           r"\(registered: pose, identity, points, toy"):
-        abstract_swap(DIT, dataclasses.replace(SWAP, extra_conditions=("nope",)))
-    with pytest.raises(ConfigError, match=r"'pose', a built-in condition: turn it on with SwapConfig.pose_attention"):
-        abstract_swap(DIT, dataclasses.replace(SWAP, extra_conditions=("pose",)))
+        abstract_swap(DIT, dataclasses.replace(SWAP, conditions=("nope",)))
+    with pytest.raises(ConfigError, match=r"conditions\['toy'\] = \{'gain': 2\}: condition 'toy' takes no arguments"):
+        abstract_swap(DIT, dataclasses.replace(SWAP, conditions={"toy": {"gain": 2}}))
+    with pytest.raises(ConfigError, match=r"conditions\['pose'\] has no argument\(s\) \['lam'\]; allowed: channels"):
+        abstract_swap(DIT, dataclasses.replace(SWAP, conditions={"pose": {"lam": 2}}))
     with pytest.raises(ValueError, match="condition 'toy' is already registered"):
         register_condition("toy")(lambda cfg, swap, *, rngs: None)
     with pytest.raises(ValueError, match="'blocks' clashes with an attribute of the swap model"):
         register_condition("blocks")(ToyCondition)
-        abstract_swap(DIT, dataclasses.replace(SWAP, extra_conditions=("blocks",)))
+        abstract_swap(DIT, dataclasses.replace(SWAP, conditions=("blocks",)))

@@ -17,15 +17,16 @@ def tiny():
 
 
 def test_int_float_bool_str_tuple_and_nested(tiny):
-    cfg = apply_overrides(tiny, ["dit.num_layers=3", "swap.pose_scale=0.25", "swap.anchor=false",
-                                 "dit.remat_policy=full", "swap.pose_widths=4,8", "data.mask.grid_cell_min=5",
-                                 "seed=7", "swap.pose_layers=(0, 2)"])
+    cfg = apply_overrides(tiny, ["dit.num_layers=3", "swap.conditions.pose.scale=0.25", "swap.anchor=false",
+                                 "dit.remat_policy=full", "swap.conditions.pose.widths=4,8", "data.mask.grid_cell_min=5",
+                                 "seed=7", "swap.conditions.pose.layers=(0, 2)"])
     assert cfg.dit.num_layers == 3 and isinstance(cfg.dit.num_layers, int)
-    assert cfg.swap.pose_scale == 0.25 and isinstance(cfg.swap.pose_scale, float)
+    pose = cfg.swap.conditions.kwargs("pose")
+    assert pose["scale"] == 0.25 and isinstance(pose["scale"], float)
     assert cfg.swap.anchor is False
     assert cfg.dit.remat_policy == "full"
-    assert cfg.swap.pose_widths == (4, 8)
-    assert cfg.swap.pose_layers == (0, 2)
+    assert pose["widths"] == (4, 8)
+    assert pose["layers"] == (0, 2)
     assert cfg.data.mask.grid_cell_min == 5
     assert cfg.seed == 7
     assert tiny.dit.num_layers == 2, "the original config is untouched (frozen dataclasses)"
@@ -74,8 +75,8 @@ def test_bad_type_names_key_value_and_type(tiny):
         apply_overrides(tiny, ["dit.num_layers=three"])
     with pytest.raises(ConfigError, match=r"override swap\.anchor='maybe': cannot read 'maybe' as bool"):
         apply_overrides(tiny, ["swap.anchor=maybe"])
-    with pytest.raises(ConfigError, match=r"override swap\.pose_scale='x': cannot read 'x' as float"):
-        apply_overrides(tiny, ["swap.pose_scale=x"])
+    with pytest.raises(ConfigError, match=r"override swap\.conditions\.pose\.scale='x': cannot read 'x' as float"):
+        apply_overrides(tiny, ["swap.conditions.pose.scale=x"])
 
 
 def test_value_failing_validation_names_allowed_values(tiny):

@@ -16,7 +16,7 @@ from swapjax.models.conditions import PointInputs
 from swapjax.models.conditions.point_edits import drag_point, remove_points
 from swapjax.models.conditions.points import point_feature_map, point_token_index
 from swapjax.models.swap import abstract_swap
-from swap_fixtures import ALL_ON, DIT, SWAP, apply, inputs, random_state, restrict
+from swap_fixtures import ALL_ON, DIT, SWAP, TINY_CONDITIONS, apply, inputs, random_state, restrict
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def test_absent_conditions_reproduce_the_base_model(models):
     reference = _run(base, x)
     np.testing.assert_array_equal(_run(full, x), reference)  # no pose, no identity, no points
     np.testing.assert_array_equal(_run(full, x, pose=c["pose"]._replace(scale=0.0)), reference)  # λ = 0
-    removed = c["points"]._replace(keep=np.zeros((2, ALL_ON.num_points), bool))
+    removed = c["points"]._replace(keep=np.zeros((2, TINY_CONDITIONS["points"]["num_points"]), bool))
     np.testing.assert_array_equal(_run(full, x, points=removed), reference)  # every point removed
     # ... and each condition does act when present (the branches have random, non-zero weights here)
     for present in (dict(pose=c["pose"]._replace(scale=0.5)), dict(identity=c["identity"]), dict(points=c["points"])):
@@ -47,7 +47,7 @@ def test_fresh_pose_and_point_branches_start_as_the_base_model(models):
     """Loading the base into a model with pose-attention and points: zero-initialised V' and point MLP outputs leave
     the output unchanged at any λ (the identity token is documented not to: it joins the softmax)."""
     _, base, x = models
-    swap = dataclasses.replace(ALL_ON, identity_token=False)
+    swap = dataclasses.replace(ALL_ON, conditions=ALL_ON.conditions.with_names(("pose", "points")))
     state = swap_state_from_base(DIT, base[1], DIT, swap, jax.random.key(7))
     graphdef, _ = abstract_swap(DIT, swap)
     c = x.conditions
@@ -98,7 +98,7 @@ def test_point_features_in_the_model_match_a_hand_computation(models):
     expected = np.zeros((2, lp + 12, DIT.inner_dim), np.float32)
     for b in range(2):
         for i in range(3):
-            for k in range(ALL_ON.num_points):
+            for k in range(TINY_CONDITIONS["points"]["num_points"]):
                 x_px, y_px = points.coords[b, 4 * i, k]
                 if points.visible[b, 4 * i, k]:
                     expected[b, lp + i * 4 + int(y_px // 16) * 2 + int(x_px // 16)] += feats[b, k]
@@ -153,6 +153,6 @@ def test_point_inputs_are_validated(models):
     p = x.conditions["points"]
     with pytest.raises(ValueError, match="point embeddings have shape"):
         jax.eval_shape(lambda: _run((graphdef, state), x, points=p._replace(embeddings=p.embeddings[..., :3])))
-    with pytest.raises(ValueError, match="SwapConfig.num_points = 4"):
+    with pytest.raises(ValueError, match="conditions.points.num_points = 4"):
         jax.eval_shape(lambda: _run((graphdef, state), x, points=PointInputs(p.coords[:, :, :2], p.visible[:, :, :2],
                                                                              p.embeddings[:, :2])))

@@ -18,7 +18,9 @@ from swapjax.sample.composite import to_unit
 from swapjax.sample.engine import Engine, WindowInputs
 from swapjax.sample.pipeline import swap_video
 
-CONFIG = load_config(CONFIG_PATH, ["swap.pose_attention=true", "swap.points=true", "swap.point_layers=1"])
+CONFIG = load_config(CONFIG_PATH, ["swap.conditions.pose.widths=8", "swap.conditions.points.num_points=4",
+                                   "swap.conditions.points.point_dim=8", "swap.conditions.points.hidden=16",
+                                   "swap.conditions.points.layers=1"])
 PREPARED = collections.Counter()  # executions (not traces) of each condition's per-video prepare
 
 
@@ -40,10 +42,10 @@ def engine():
 
 def _points(num_frames: int, seed: int) -> PointInputs:
     rng = np.random.default_rng(seed)
-    swap = CONFIG.swap
-    return PointInputs(coords=rng.uniform(0, 32, (1, num_frames, swap.num_points, 2)).astype(np.float32),
-                       visible=np.ones((1, num_frames, swap.num_points), bool),
-                       embeddings=rng.standard_normal((1, swap.num_points, swap.point_dim)).astype(np.float32))
+    k, e = 4, 8  # conditions.points.num_points, point_dim of CONFIG
+    return PointInputs(coords=rng.uniform(0, 32, (1, num_frames, k, 2)).astype(np.float32),
+                       visible=np.ones((1, num_frames, k), bool),
+                       embeddings=rng.standard_normal((1, k, e)).astype(np.float32))
 
 
 def test_one_compiled_step_for_every_step_video_and_guidance_and_conditions_prepared_once(engine):

@@ -152,16 +152,18 @@ def test_base_mismatch_lists_every_field():
 def _adapter_count(cfg: DiTConfig, swap: SwapConfig) -> int:
     """Parameters of the optional modules, from the config (formulas written out independently of the code)."""
     d, (_, ph, pw) = cfg.inner_dim, cfg.patch_size
-    n = 0
-    if swap.pose_attention:
-        widths = (swap.pose_channels, *swap.pose_widths)
+    n, given = 0, swap.conditions
+    if "pose" in given:
+        pose = {"channels": 16, "widths": (32, 64), "layers": (), **given.kwargs("pose")}  # PoseSettings defaults
+        widths = (pose["channels"], *pose["widths"])
         n += sum(9 * a * b + b for a, b in zip(widths[:-1], widths[1:])) + ph * pw * widths[-1] * d + d
-        n += len(swap.pose_layers or range(cfg.num_layers)) * (2 * (d * d + d) + d)  # k, v, RMSNorm
-    if swap.identity_token:
-        n += swap.identity_dim * d + d + 2 * d  # Linear + affine LayerNorm
-    if swap.points:
-        e, hid = swap.point_dim, swap.point_hidden
-        n += len(swap.point_layers or range(cfg.num_layers)) * (e * hid + hid + hid * d + d)
+        n += len(pose["layers"] or range(cfg.num_layers)) * (2 * (d * d + d) + d)  # k, v, RMSNorm
+    if "identity" in given:
+        n += given.kwargs("identity").get("dim", 512) * d + d + 2 * d  # Linear + affine LayerNorm
+    if "points" in given:
+        points = {"point_dim": 1280, "hidden": 256, "layers": (), **given.kwargs("points")}
+        e, hid = points["point_dim"], points["hidden"]
+        n += len(points["layers"] or range(cfg.num_layers)) * (e * hid + hid + hid * d + d)
     return n
 
 
@@ -175,8 +177,8 @@ def test_full_size_parameter_counts(name, base_file, published):
     assert param_count(abstract_dit(base)[1]) == published
     widened = (config.dit.in_channels - base.in_channels) * np.prod(config.dit.patch_size) * config.dit.inner_dim
     assert param_count(abstract_swap(config.dit, config.swap)[1]) == published + widened
-    everything = dataclasses.replace(config.swap, pose_attention=True, identity_token=True, points=True,
-                                     point_layers=(0, 10, 20))
+    everything = dataclasses.replace(config.swap, conditions={"pose": {}, "identity": {},
+                                                              "points": {"layers": (0, 10, 20)}})
     extra = _adapter_count(config.dit, everything)
     assert param_count(abstract_swap(config.dit, everything)[1]) == published + widened + extra
     if name == "swap_wan2_1_14b.py":
@@ -185,7 +187,7 @@ def test_full_size_parameter_counts(name, base_file, published):
 
 def test_every_swap_parameter_has_logical_axes():
     config = load_config(CONFIGS / "swap_wan2_1_14b.py")
-    swap = dataclasses.replace(config.swap, pose_attention=True, identity_token=True, points=True, point_layers=(3,))
+    swap = dataclasses.replace(config.swap, conditions={"pose": {}, "identity": {}, "points": {"layers": (3,)}})
     vocabulary = {name for name, _ in LOGICAL_AXIS_RULES} | {None}
     stacked = ("blocks", "pose", "points")
     for path, var in nnx.to_flat_state(abstract_swap(config.dit, swap)[1]):
@@ -202,12 +204,12 @@ def test_every_swap_parameter_has_logical_axes():
 def test_swap_config_validation(change, match):
     with pytest.raises(ConfigError, match=match):
         validate_swap(dataclasses.replace(DIT, **change), SWAP)
-    with pytest.raises(ConfigError, match=r"point_layers \(\(5,\)\) must index layers below"):
-        validate_swap(DIT, dataclasses.replace(SWAP, point_layers=(5,)))
+    with pytest.raises(ConfigError, match=r"conditions\['points'\] layers \(5,\) must index layers below"):
+        validate_swap(DIT, dataclasses.replace(SWAP, conditions={"points": {"layers": (5,)}}))
     with pytest.raises(ConfigError, match="pixels_per_latent / frames_per_latent"):
         Config(name="x", dit=DIT, vae=TINY.vae, swap=dataclasses.replace(SWAP, pixels_per_latent=16))
     with pytest.raises(ConfigError, match="distinct layer indices"):
-        SwapConfig(pose_layers=(1, 1))
+        SwapConfig(conditions={"pose": {"layers": (1, 1)}})
 
 
 def test_bad_inputs_name_the_input():
@@ -228,9 +230,9 @@ def test_bad_inputs_name_the_input():
     with pytest.raises(ValueError, match="prefix cache K/V have shape"):
         trace(lambda: model.video_forward(model.prefix_cache(small), x.fused, x.t))
     plain = SwapDiT(DIT, SWAP, rngs=nnx.Rngs(0))
-    with pytest.raises(ValueError, match="SwapConfig.pose_attention is off"):
+    with pytest.raises(ValueError, match=r"a 'pose' condition was given, but SwapConfig.conditions \[\] does not"):
         trace(plain, only(x, "pose"))
-    with pytest.raises(ValueError, match="SwapConfig.points is off"):
+    with pytest.raises(ValueError, match="turn it on with swap.conditions.points"):
         trace(plain, only(x, "points"))
     with pytest.raises(ValueError, match="for a condition 'posse', but no condition of that name is registered"):
         trace(model, x._replace(conditions={"posse": c["pose"]}))

@@ -25,7 +25,7 @@ from swapjax.atomic import atomic_write, check_output
 from swapjax.convert.checkpoint_io import CheckpointError, check_shapes
 from swapjax.models.clip_vision_config import ClipVisionConfig
 from swapjax.models.dit_config import DiTConfig
-from swapjax.models.swap_config import SwapConfig
+from swapjax.models.swap_config import Conditions, SwapConfig
 from swapjax.models.umt5_config import UMT5Config
 from swapjax.models.vae_config import VAEConfig
 from swapjax.parallel import state_shardings
@@ -39,7 +39,12 @@ _CLASSES = {"dit": DiTConfig, "vae": VAEConfig, "umt5": UMT5Config, "clip_vision
 
 
 def _fields_to_json(cfg: Any) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+    def plain(v: Any) -> Any:
+        if isinstance(v, Conditions):  # SwapConfig.conditions: {name: {argument: value}}
+            return {n: {k: plain(x) for k, x in kw.items()} for n, kw in v.as_dict().items()}
+        return list(v) if isinstance(v, tuple) else v
+
+    return {f.name: plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
 
 
 def _fields_from_json(cls: type, fields: dict[str, Any]) -> Any:

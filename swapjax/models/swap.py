@@ -27,7 +27,7 @@ cache; `concat_caches` stacks two on the batch axis to run both branches as one 
 
 Optional conditions (`SwapInputs.conditions`, name -> typed inputs; each absent -> exactly the base model):
 `"pose"` (`PoseInputs`), `"identity"` (`IdentityInputs`), `"points"` (`PointInputs`) and any condition named in
-`SwapConfig.extra_conditions`; see `swapjax.models.conditions`.
+`SwapConfig.conditions`; see `swapjax.models.conditions`.
 """
 
 from __future__ import annotations

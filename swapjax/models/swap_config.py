@@ -4,64 +4,115 @@ check that a swap config fits its DiT (and VAE)."""
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, Mapping, Sequence
 
 from swapjax.config_error import require
 from swapjax.models.dit_config import DiTConfig
 
 
-def _layer_list_ok(layers: tuple[int, ...]) -> bool:
-    return all(isinstance(i, int) and i >= 0 for i in layers) and len(set(layers)) == len(layers)
+class Conditions:
+    """The swap model's optional conditions, in build order: name -> that condition's own keyword arguments
+    (validated by the condition's `Settings`, see `swapjax.models.conditions`). Immutable and hashable, so a
+    `SwapConfig` stays a static jit argument.
+
+        Conditions({"pose": {"scale": 0.5}, "points": {"num_points": 5}})
+        Conditions(("pose", "identity"))        # names alone: each condition's default settings
+    """
+
+    __slots__ = ("specs",)
+
+    def __init__(self, value: Any = ()):
+        if isinstance(value, Conditions):
+            specs = value.specs
+        elif isinstance(value, Mapping):
+            specs = tuple((name, _frozen_kwargs(name, kw)) for name, kw in value.items())
+        else:
+            specs = tuple((v, ()) if isinstance(v, str) else (v[0], _frozen_kwargs(v[0], v[1])) for v in value)
+        names = [name for name, _ in specs]
+        require(all(isinstance(n, str) and n.isidentifier() for n in names) and len(set(names)) == len(names),
+                f"SwapConfig.conditions names {names}: they must be distinct registered condition names")
+        object.__setattr__(self, "specs", specs)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("Conditions is immutable: build a new one (with_names / with_kwargs)")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.specs)
+
+    def kwargs(self, name: str) -> dict[str, Any]:
+        """The keyword arguments given for condition `name` ({} when it is on with its defaults, or off)."""
+        return dict(next((kw for n, kw in self.specs if n == name), ()))
+
+    def with_names(self, names: Sequence[str]) -> "Conditions":
+        """Exactly the conditions `names`, in that order, keeping the arguments of those already set."""
+        return Conditions(tuple((n, self.kwargs(n)) for n in names))
+
+    def with_kwargs(self, name: str, **kwargs: Any) -> "Conditions":
+        """`name` turned on (appended if new) with `kwargs` updating its arguments."""
+        names = self.names if name in self.names else (*self.names, name)
+        return Conditions(tuple((n, {**self.kwargs(n), **(kwargs if n == name else {})}) for n in names))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.names
+
+    def __iter__(self):
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Conditions) and self.specs == other.specs
+
+    def __hash__(self) -> int:
+        return hash(self.specs)
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        """`{name: {argument: value}}` in build order (JSON-ready once tuples become lists)."""
+        return {n: dict(kw) for n, kw in self.specs}
+
+    def __reduce__(self):  # copy, deepcopy (dataclasses.asdict) and pickle rebuild through __init__
+        return (Conditions, (self.as_dict(),))
+
+    def __repr__(self) -> str:
+        return f"Conditions({self.as_dict()})"
+
+
+def _frozen_kwargs(name: str, kwargs: Any) -> tuple[tuple[str, Any], ...]:
+    require(isinstance(kwargs, Mapping), f"SwapConfig.conditions[{name!r}] = {kwargs!r}: give the condition's keyword "
+            "arguments as a dict, e.g. {'scale': 0.5}")
+    return tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items())
 
 
 @dataclasses.dataclass(frozen=True)
 class SwapConfig:
     """The swap model on a Wan2.1 DiT (docs/design.md, "The swap model"): prefix slots and the optional
-    conditions, all off but the reference slot. Fused input channels: [noisy latent z | mask (frames_per_latent) | agnostic latent z |
-    condition latent (condition_channels)], so `DiTConfig.in_channels = 2 z + frames_per_latent +
-    condition_channels` (52 for Wan2.1). Layer lists `()` mean every layer."""
+    conditions, all off but the reference slot. Fused input channels: [noisy latent z | mask (frames_per_latent) |
+    agnostic latent z | condition latent (condition_channels)], so `DiTConfig.in_channels = 2 z +
+    frames_per_latent + condition_channels` (52 for Wan2.1)."""
 
     reference: bool = True  # reference latent frame prepended; one-way attention; its K/V cached per video
     anchor: bool = False  # anchor slot: one clean latent frame (first frame / previous window's last frame)
     condition_channels: int = 16  # condition latent (rendered pose/hands/landmarks), zeros when absent; 0 = none
     pixels_per_latent: int = 8  # the VAE's spatial factor (points: pixel -> latent coordinates)
     frames_per_latent: int = 4  # the VAE's temporal factor (mask packing, point frames)
-    # pose-attention (DreamID-V): Attn(Q, K, V) + pose_scale · Attn(Q, K', V'), K'/V' from PoseGuider features
-    pose_attention: bool = False
-    pose_scale: float = 1.0  # λ (a call may override it with a traced value)
-    pose_channels: int = 16  # PoseGuider input: channels of the condition latent it reads
-    pose_widths: tuple[int, ...] = (32, 64)  # PoseGuider 3x3 conv widths, then a patch conv to the model width
-    pose_layers: tuple[int, ...] = ()
-    # identity token (DreamID-V): one extra key/value token from a global identity embedding
-    identity_token: bool = False
-    identity_dim: int = 512
-    # semantic points (VideoSwap): per configured layer a 2-layer MLP writes point embeddings on the token grid
-    points: bool = False
-    num_points: int = 8  # K
-    point_dim: int = 1280  # E, point embedding width (e.g. DIFT features)
-    point_hidden: int = 256  # hidden width of each point MLP
-    point_layers: tuple[int, ...] = ()
-    # further registered conditions (swapjax.models.conditions) by name, built after the flagged ones above
-    extra_conditions: tuple[str, ...] = ()
+    # optional conditions (swapjax.models.conditions), in build order: name -> its own keyword arguments, e.g.
+    # {"pose": {"scale": 0.5}, "identity": {}, "points": {"num_points": 5}}; see each condition's `Settings`
+    # (pose: DreamID-V pose-attention; identity: DreamID-V identity token; points: VideoSwap semantic points)
+    conditions: Conditions = Conditions()
 
     def __post_init__(self):
+        object.__setattr__(self, "conditions", Conditions(self.conditions))
         require(self.condition_channels >= 0,
                 f"SwapConfig.condition_channels ({self.condition_channels}) must be >= 0 (0 disables the condition)")
         require(self.pixels_per_latent >= 1 and self.frames_per_latent >= 1,
                 f"SwapConfig: pixels_per_latent ({self.pixels_per_latent}) and frames_per_latent "
                 f"({self.frames_per_latent}) must be >= 1")
-        require(len(self.pose_widths) >= 1 and all(w > 0 for w in self.pose_widths) and self.pose_channels > 0,
-                f"SwapConfig: pose_widths ({self.pose_widths}) needs at least one positive width and pose_channels "
-                f"({self.pose_channels}) must be positive")
-        require(self.identity_dim > 0, f"SwapConfig.identity_dim ({self.identity_dim}) must be positive")
-        require(self.num_points > 0 and self.point_dim > 0 and self.point_hidden > 0,
-                f"SwapConfig: num_points ({self.num_points}), point_dim ({self.point_dim}) and point_hidden "
-                f"({self.point_hidden}) must be positive")
-        require(all(isinstance(n, str) and n for n in self.extra_conditions)
-                and len(set(self.extra_conditions)) == len(self.extra_conditions),
-                f"SwapConfig.extra_conditions ({self.extra_conditions}) must list distinct registered condition names")
-        for name in ("pose_layers", "point_layers"):
-            require(_layer_list_ok(getattr(self, name)),
-                    f"SwapConfig.{name} ({getattr(self, name)}) must list distinct layer indices >= 0 (() = all)")
+        if self.conditions:
+            from swapjax.models.conditions.registry import check_settings  # registers the built-ins on first use
+
+            check_settings(self)
 
     def fused_channels(self, latent_channels: int) -> int:
         """Input channels of the swap DiT for a VAE with `latent_channels` (52 for Wan2.1's 16)."""
@@ -71,6 +122,9 @@ class SwapConfig:
     def num_prefix_frames(self) -> int:
         """Latent frames prepended to the video: the reference, then the anchor."""
         return int(self.reference) + int(self.anchor)
+
+    def replace(self, **changes: Any) -> "SwapConfig":
+        return dataclasses.replace(self, **changes)
 
 
 def validate_swap(dit: DiTConfig, swap: SwapConfig) -> None:
@@ -84,7 +138,7 @@ def validate_swap(dit: DiTConfig, swap: SwapConfig) -> None:
     require(dit.patch_size[0] == 1,
             f"DiTConfig.patch_size ({dit.patch_size}) must have temporal size 1 for the swap model: the reference "
             "and anchor are single latent frames")
-    for name in ("pose_layers", "point_layers"):
-        layers = getattr(swap, name)
-        require(all(i < dit.num_layers for i in layers),
-                f"SwapConfig.{name} ({layers}) must index layers below DiTConfig.num_layers ({dit.num_layers})")
+    if swap.conditions:
+        from swapjax.models.conditions.registry import check_layers
+
+        check_layers(swap, dit.num_layers)

@@ -44,7 +44,8 @@ def state_dict(state: TrainState) -> dict:
 
 def config_json(config: Any) -> dict:
     """A config dataclass as JSON-able nested dicts (tuples as lists)."""
-    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
+    return json.loads(json.dumps(dataclasses.asdict(config),
+                                  default=lambda o: o.as_dict() if hasattr(o, "as_dict") else str(o)))
 
 
 def _abstract(tree: Any, shardings: Any) -> Any:

@@ -32,8 +32,9 @@ from swapjax.config import Config
 from swapjax.config_error import ConfigError, require
 from swapjax.losses import LossConfig
 from swapjax.models.conditioning import anchor_index
-from swapjax.models.conditions import data_needs, needed_batch_keys
+from swapjax.models.conditions import data_needs, needed_batch_keys, settings
 from swapjax.models.dit import abstract_dit
+from swapjax.models.image_encoder import IMAGE_ENCODERS
 from swapjax.models.swap import SwapDiT, abstract_swap
 from swapjax.parallel import LOGICAL_AXIS_RULES, make_mesh, state_shardings
 from swapjax.train.data import ENCODING_KEYS, EncodedBatches, ShardedBatches
@@ -94,6 +95,13 @@ def validate(config: Config, workdir: pathlib.Path) -> None:
     require(anchor < latent_frames, f"sample.overlap_frames ({config.sample.overlap_frames}) puts the anchor on latent "
             f"frame {anchor}, but training clips of data.num_frames = {data.num_frames} have {latent_frames}: lower "
             "sample.overlap_frames or train on longer clips")
+    if data_needs(config.swap).reference_embedding:
+        encoder_cfg = IMAGE_ENCODERS[config.loss.encoder].config()
+        dim = getattr(encoder_cfg, "embed_dim", getattr(encoder_cfg, "num_features", None))
+        given = settings(config.swap, "identity").dim
+        require(given == dim, f"swap.conditions.identity.dim ({given}) must equal the embedding width of loss.encoder "
+                f"= {config.loss.encoder!r} ({dim}), which embeds the reference for the identity token: set "
+                f"swap.conditions.identity.dim={dim}")
     require(train.latent_cache is None or not data_needs(config.swap).reference_embedding,
             "train.latent_cache holds no reference embeddings, which the identity condition reads: unset "
             "train.latent_cache for this model (the encoder then runs in batch preparation)")

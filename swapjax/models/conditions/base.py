@@ -1,9 +1,9 @@
 """The one interface every optional condition of the swap model implements.
 
 A condition is an `nnx.Module` built from `(DiTConfig, SwapConfig, rngs=...)` and registered under a name
-(`registry.register_condition`); the swap config names the conditions a model has (a flag for each built-in,
-`SwapConfig.extra_conditions` for the rest) and `SwapDiT` builds them, in that order, as attributes named after
-them. A condition acts on the video stream only (never on the reference/anchor prefix, whose K/V cache therefore
+(`registry.register_condition`); `SwapConfig.conditions` names the conditions a model has, each with its own
+keyword arguments (validated by the class's `Settings` dataclass), and `SwapDiT` builds them, in that order, as
+attributes named after them. A condition acts on the video stream only (never on the reference/anchor prefix, whose K/V cache therefore
 does not depend on it), in two stages:
 
 1. `prepare(inputs, video)`, once per video and guidance branch: the condition's typed inputs (the entry under
@@ -26,7 +26,7 @@ training batch (`train/prepare.py`) and from a sampling window (`sample/engine.p
 tells the data pipeline what to render (`render_condition_video`, `num_keypoints`) from the same declarations.
 
 Adding a condition is one new file (a `Condition` subclass decorated with `@register_condition("name")`) plus
-naming it in `SwapConfig.extra_conditions`; nothing in `swap.py`, `train/` or `sample/` changes. This is also the seam where
+naming it in `SwapConfig.conditions`; nothing in `swap.py`, `train/` or `sample/` changes. This is also the seam where
 multi-subject swapping plugs in later: a per-subject condition prepares each subject's features (and token
 placement) once per video and returns one branch or residual per subject, which compose like any other.
 """
@@ -54,6 +54,11 @@ class VideoStream(NamedTuple):
     def num_tokens(self) -> int:
         """Lv = f · h' · w'."""
         return self.grid[0] * self.grid[1] * self.grid[2]
+
+
+def layer_list_ok(layers: tuple[int, ...]) -> bool:
+    """Distinct layer indices >= 0 (a condition's `layers` setting; `()` = every layer)."""
+    return all(isinstance(i, int) and i >= 0 for i in layers) and len(set(layers)) == len(layers)
 
 
 # The arrays a model batch may hold for the conditions, and what produces each (docs/design.md, "Conditions").

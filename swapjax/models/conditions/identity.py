@@ -13,13 +13,15 @@ pose and point branches); fine-tuning is expected before it helps.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple
 
 from flax import nnx
 from jaxtyping import Array, Float
 
 from swapjax.models.conditions.base import Condition, VideoStream
-from swapjax.models.conditions.registry import register_condition
+from swapjax.config_error import require
+from swapjax.models.conditions.registry import register_condition, settings
 from swapjax.models.dit_config import DiTConfig
 from swapjax.models.layer_inputs import LayerInputs
 from swapjax.models.layers import DTYPES, LayerNorm, dense
@@ -29,12 +31,24 @@ from swapjax.models.swap_config import SwapConfig
 class IdentityInputs(NamedTuple):
     """The identity condition of one batch of videos."""
 
-    embedding: Float[Array, "b e"]  # SwapConfig.identity_dim features per sample
+    embedding: Float[Array, "b e"]  # IdentitySettings.dim features per sample
 
 
-@register_condition("identity", flag="identity_token")
+@dataclasses.dataclass(frozen=True)
+class IdentitySettings:
+    """`SwapConfig.conditions["identity"]`: the width of the identity embedding (= the image encoder's)."""
+
+    dim: int = 512
+
+    def __post_init__(self):
+        require(self.dim > 0, f"conditions.identity.dim ({self.dim}) must be positive")
+
+
+@register_condition("identity")
 class IdentityCondition(Condition):
     """Identity embedding `[B, id_dim]` -> one extra key/value token `[B, 1, D]` for every layer."""
+
+    Settings = IdentitySettings
 
     batch_keys = ("reference_embedding",)
 
@@ -44,8 +58,8 @@ class IdentityCondition(Condition):
         return IdentityInputs(embedding=batch["reference_embedding"])
 
     def __init__(self, cfg: DiTConfig, swap: SwapConfig, *, rngs: nnx.Rngs):
-        self.id_dim, self.dtype = swap.identity_dim, DTYPES[cfg.dtype]
-        self.proj = dense(swap.identity_dim, cfg.inner_dim, ("text_embed", "embed"), dtype=cfg.dtype,
+        self.id_dim, self.dtype = settings(swap, "identity").dim, DTYPES[cfg.dtype]
+        self.proj = dense(self.id_dim, cfg.inner_dim, ("text_embed", "embed"), dtype=cfg.dtype,
                           param_dtype=cfg.param_dtype, rngs=rngs)
         self.norm = LayerNorm(cfg.inner_dim, eps=cfg.eps, axis="embed", param_dtype=cfg.param_dtype)
 
@@ -56,7 +70,7 @@ class IdentityCondition(Condition):
         embedding = inputs.embedding
         if embedding.ndim != 2 or embedding.shape[-1] != self.id_dim:
             raise ValueError(f"identity embedding has shape {tuple(embedding.shape)}: expected [B, "
-                             f"SwapConfig.identity_dim = {self.id_dim}]")
+                             f"conditions.identity.dim = {self.id_dim}]")
         if embedding.shape[0] != video.batch:
             raise ValueError(f"identity embedding batch {embedding.shape[0]} differs from the video batch {video.batch}")
         token = self.norm(self.proj(embedding.astype(self.dtype)))  # [B, D]

@@ -19,6 +19,7 @@ every layer's MLP outputs `[B, S, K, D]` are computed once per video (`prepare`)
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 import jax
@@ -27,7 +28,9 @@ from flax import nnx
 from jaxtyping import Array, Bool, Float, Int
 
 from swapjax.models.conditions.base import Condition, VideoStream
-from swapjax.models.conditions.registry import register_condition
+from swapjax.config_error import require
+from swapjax.models.conditions.base import layer_list_ok
+from swapjax.models.conditions.registry import register_condition, settings
 from swapjax.models.dit_config import DiTConfig
 from swapjax.models.layer_adapters import AdapterStack
 from swapjax.models.layer_inputs import LayerInputs
@@ -110,40 +113,60 @@ def point_codes(num_points: int, dim: int) -> Float[Array, "k e"]:
     return jnp.pad(codes, ((0, 0), (0, dim - 2 * half)))  # [K, E]
 
 
-@register_condition("points", flag="points")
+@dataclasses.dataclass(frozen=True)
+class PointSettings:
+    """`SwapConfig.conditions["points"]`: K points, their embedding width E, the MLPs' hidden width, their layers."""
+
+    num_points: int = 8  # K
+    point_dim: int = 1280  # E, point embedding width (e.g. DIFT features)
+    hidden: int = 256  # hidden width of each point MLP
+    layers: tuple[int, ...] = ()  # layers with point features; () = every layer
+
+    def __post_init__(self):
+        require(self.num_points > 0 and self.point_dim > 0 and self.hidden > 0,
+                f"conditions.points: num_points ({self.num_points}), point_dim ({self.point_dim}) and hidden "
+                f"({self.hidden}) must be positive")
+        require(layer_list_ok(self.layers), f"conditions.points.layers ({self.layers}) must list distinct layer "
+                                            "indices >= 0 (() = all)")
+
+
+@register_condition("points")
 class PointCondition(Condition):
-    """Per-layer point MLPs on `SwapConfig.point_layers` (`()` = all layers) and the point placement rule."""
+    """Per-layer point MLPs on `PointSettings.layers` (`()` = all layers) and the point placement rule."""
+
+    Settings = PointSettings
 
     batch_keys = ("keypoints",)
 
     @classmethod
     def inputs_from_batch(cls, batch, swap: SwapConfig) -> PointInputs:
         """Points from a keypoint track `[B, F, K, 3]` (x, y in model pixels, visibility) named by `point_codes`."""
-        kps = jnp.asarray(batch["keypoints"], jnp.float32)
-        if kps.ndim != 4 or kps.shape[2] != swap.num_points or kps.shape[3] != 3:
+        kps, points = jnp.asarray(batch["keypoints"], jnp.float32), settings(swap, "points")
+        if kps.ndim != 4 or kps.shape[2] != points.num_points or kps.shape[3] != 3:
             raise ValueError(f"keypoints have shape {tuple(kps.shape)}: the 'points' condition needs [B, F, K = "
-                             f"SwapConfig.num_points = {swap.num_points}, 3] (set data.num_keypoints to num_points)")
-        codes = jnp.broadcast_to(point_codes(swap.num_points, swap.point_dim), (kps.shape[0], swap.num_points,
-                                                                                swap.point_dim))  # [B, K, E]
+                             f"conditions.points.num_points = {points.num_points}, 3]")
+        k, e = points.num_points, points.point_dim
+        codes = jnp.broadcast_to(point_codes(k, e), (kps.shape[0], k, e))  # [B, K, E]
         return PointInputs(coords=kps[..., :2], visible=kps[..., 2] > 0, embeddings=codes)
 
     def __init__(self, cfg: DiTConfig, swap: SwapConfig, *, rngs: nnx.Rngs):
-        self.num_points, self.point_dim = swap.num_points, swap.point_dim
+        points = settings(swap, "points")
+        self.num_points, self.point_dim = points.num_points, points.point_dim
         self.pixels_per_token = (swap.pixels_per_latent * cfg.patch_size[1], swap.pixels_per_latent * cfg.patch_size[2])
         self.frames_per_latent = swap.frames_per_latent
-        make = lambda r: PointMLP(swap.point_dim, swap.point_hidden, cfg.inner_dim, dtype=cfg.dtype,
+        make = lambda r: PointMLP(points.point_dim, points.hidden, cfg.inner_dim, dtype=cfg.dtype,
                                   param_dtype=cfg.param_dtype, rngs=r)
-        self.mlps = AdapterStack(make, cfg.num_layers, swap.point_layers, rngs)
+        self.mlps = AdapterStack(make, cfg.num_layers, points.layers, rngs)
 
     def index(self, points: PointInputs, grid: tuple[int, int, int]) -> Int[Array, "b f k"]:
         """Validated token indices of the points on a video token grid (see `point_token_index`)."""
         b, _, k, two = points.coords.shape
         if two != 2 or k != self.num_points:
             raise ValueError(f"point coords have shape {tuple(points.coords.shape)}: expected [B, F, K = "
-                             f"SwapConfig.num_points = {self.num_points}, 2]")
+                             f"conditions.points.num_points = {self.num_points}, 2]")
         if points.embeddings.shape != (b, k, self.point_dim):
             raise ValueError(f"point embeddings have shape {tuple(points.embeddings.shape)}: expected "
-                             f"({b}, {k}, SwapConfig.point_dim = {self.point_dim})")
+                             f"({b}, {k}, conditions.points.point_dim = {self.point_dim})")
         return point_token_index(points.coords, points.visible, points.keep, grid,
                                  pixels_per_token=self.pixels_per_token, frames_per_latent=self.frames_per_latent)
 

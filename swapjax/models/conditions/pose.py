@@ -14,6 +14,7 @@ features with its own K'/V' and contributes one attention branch.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 import jax
@@ -22,7 +23,9 @@ from flax import nnx
 from jaxtyping import Array, Float
 
 from swapjax.models.conditions.base import Condition, VideoStream
-from swapjax.models.conditions.registry import register_condition
+from swapjax.config_error import require
+from swapjax.models.conditions.base import layer_list_ok
+from swapjax.models.conditions.registry import register_condition, settings
 from swapjax.models.dit_config import DiTConfig
 from swapjax.models.embeddings import apply_rope
 from swapjax.models.layer_adapters import AdapterStack
@@ -35,8 +38,8 @@ from swapjax.parallel import sharded_init
 class PoseInputs(NamedTuple):
     """The pose condition of one batch of videos."""
 
-    latent: Float[Array, "b f h w c"]  # condition latent on the video's latent grid, SwapConfig.pose_channels
-    scale: Float[Array, ""] | Float[Array, "b"] | float | None = None  # λ; None = SwapConfig.pose_scale
+    latent: Float[Array, "b f h w c"]  # condition latent on the video's latent grid, PoseSettings.channels
+    scale: Float[Array, ""] | Float[Array, "b"] | float | None = None  # λ; None = PoseSettings.scale
 
 
 class PosePrepared(NamedTuple):
@@ -91,9 +94,28 @@ class PoseProjection(nnx.Module):
         return apply_rope(heads(self.norm_k(self.k(feats))), *rope), heads(self.v(feats))
 
 
-@register_condition("pose", flag="pose_attention")
+@dataclasses.dataclass(frozen=True)
+class PoseSettings:
+    """`SwapConfig.conditions["pose"]`: the pose branch's λ, the PoseGuider's input channels and widths, its layers."""
+
+    scale: float = 1.0  # λ (a call may override it with a traced value)
+    channels: int = 16  # PoseGuider input: channels of the condition latent it reads
+    widths: tuple[int, ...] = (32, 64)  # PoseGuider 3x3 conv widths, then a patch conv to the model width
+    layers: tuple[int, ...] = ()  # layers with the K'/V' branch; () = every layer
+
+    def __post_init__(self):
+        require(len(self.widths) >= 1 and all(w > 0 for w in self.widths) and self.channels > 0,
+                f"conditions.pose: widths ({self.widths}) needs at least one positive width and channels "
+                f"({self.channels}) must be positive")
+        require(layer_list_ok(self.layers), f"conditions.pose.layers ({self.layers}) must list distinct layer "
+                                            "indices >= 0 (() = all)")
+
+
+@register_condition("pose")
 class PoseCondition(Condition):
-    """The PoseGuider plus per-layer K'/V' projections on `SwapConfig.pose_layers` (`()` = all layers)."""
+    """The PoseGuider plus per-layer K'/V' projections on `PoseSettings.layers` (`()` = all layers)."""
+
+    Settings = PoseSettings
 
     batch_keys = ("condition_latents",)
 
@@ -104,11 +126,11 @@ class PoseCondition(Condition):
 
     def __init__(self, cfg: DiTConfig, swap: SwapConfig, *, rngs: nnx.Rngs):
         kw = dict(dtype=cfg.dtype, param_dtype=cfg.param_dtype)
-        self.pose_channels, self.default_scale = swap.pose_channels, swap.pose_scale
-        self.guider = PoseGuider(swap.pose_channels, swap.pose_widths, cfg.inner_dim, cfg.patch_size[1:],
-                                 rngs=rngs, **kw)
+        pose = settings(swap, "pose")
+        self.pose_channels, self.default_scale = pose.channels, pose.scale
+        self.guider = PoseGuider(pose.channels, pose.widths, cfg.inner_dim, cfg.patch_size[1:], rngs=rngs, **kw)
         make = lambda r: PoseProjection(cfg.inner_dim, cfg.num_heads, eps=cfg.eps, rngs=r, **kw)
-        self.proj = AdapterStack(make, cfg.num_layers, swap.pose_layers, rngs)
+        self.proj = AdapterStack(make, cfg.num_layers, pose.layers, rngs)
 
     def prepare(self, inputs: PoseInputs, video: VideoStream) -> PosePrepared:
         """Pose features `[B, Lv, D]` of the condition latent (checked against the video) and λ per sample."""
@@ -117,7 +139,7 @@ class PoseCondition(Condition):
         want = (*video.latent_shape, self.pose_channels)
         if tuple(inputs.latent.shape) != want:
             raise ValueError(f"pose condition latent has shape {tuple(inputs.latent.shape)}: expected {want} (the "
-                             f"video latent's [B, f, h, w] and SwapConfig.pose_channels = {self.pose_channels})")
+                             f"video latent's [B, f, h, w] and conditions.pose.channels = {self.pose_channels})")
         scale = jnp.asarray(self.default_scale if inputs.scale is None else inputs.scale, jnp.float32)
         if scale.shape not in ((), (video.batch,)):
             raise ValueError(f"pose scale has shape {tuple(scale.shape)}: use a scalar or one value per sample "

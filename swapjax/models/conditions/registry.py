@@ -1,9 +1,9 @@
-"""Name -> builder table of the swap model's conditions, and which of them a `SwapConfig` turns on.
+"""Name -> builder table of the swap model's conditions, which of them a `SwapConfig` turns on, and their settings.
 
-Built-in conditions register with the `SwapConfig` flag that turns them on (`pose_attention`, `identity_token`,
-`points`); any other registered condition is turned on by naming it in `SwapConfig.extra_conditions`. Build
-order (which fixes parameter initialisation and the order contributions are combined in): the built-ins that
-are on, in registration order, then `extra_conditions` in the order given.
+A condition is turned on by naming it in `SwapConfig.conditions` with its own keyword arguments, validated by the
+condition's `Settings` dataclass (`settings(swap, name)`; a condition without one takes none). Build order (which
+fixes parameter initialisation and the order contributions are combined in) is the order of
+`SwapConfig.conditions`.
 """
 
 from __future__ import annotations
@@ -25,25 +25,23 @@ Builder = Callable[..., Condition]  # (DiTConfig, SwapConfig, *, rngs: nnx.Rngs)
 class Registration:
     name: str
     builder: Builder
-    flag: str | None  # the SwapConfig bool that turns a built-in on; None: named in SwapConfig.extra_conditions
 
 
 _REGISTRY: dict[str, Registration] = {}
 
 
-def register_condition(name: str, *, flag: str | None = None) -> Callable[[Builder], Builder]:
-    """Decorator registering a condition class (or any builder `(cfg, swap, *, rngs) -> Condition`) as `name`."""
+def register_condition(name: str) -> Callable[[Builder], Builder]:
+    """Decorator registering a condition class (or any builder `(cfg, swap, *, rngs) -> Condition` with the same
+    class attributes) as `name`, the key it is turned on by in `SwapConfig.conditions`."""
     if not name.isidentifier() or name.startswith("_"):
         raise ValueError(f"condition name {name!r} must be a Python identifier without a leading underscore (it "
                          "becomes the attribute holding the module): rename it")
-    if flag is not None and flag not in {f.name for f in dataclasses.fields(SwapConfig)}:
-        raise ValueError(f"condition {name!r}: flag {flag!r} is not a field of SwapConfig")
 
     def register(builder: Builder) -> Builder:
         known = _REGISTRY.get(name)
         if known is not None and known.builder is not builder:
             raise ValueError(f"condition {name!r} is already registered (by {known.builder!r}): pick another name")
-        _REGISTRY[name] = Registration(name, builder, flag)
+        _REGISTRY[name] = Registration(name, builder)
         return builder
 
     return register
@@ -55,17 +53,44 @@ def registered_conditions() -> tuple[str, ...]:
 
 
 def condition_names(swap: SwapConfig) -> tuple[str, ...]:
-    """The conditions `swap` turns on, in build order (see module docstring); raises `ConfigError` for an
-    unknown or built-in name in `SwapConfig.extra_conditions`."""
-    for name in swap.extra_conditions:
-        known = _REGISTRY.get(name)
-        require(known is not None, f"SwapConfig.extra_conditions names {name!r}, which is not a registered condition "
+    """The conditions `swap` turns on, in build order; raises `ConfigError` for a name nobody registered."""
+    for name in swap.conditions.names:
+        require(name in _REGISTRY, f"SwapConfig.conditions names {name!r}, which is not a registered condition "
                                    f"(registered: {', '.join(_REGISTRY)}): import the module that registers it "
                                    "before building the model, or fix the name")
-        require(known.flag is None, f"SwapConfig.extra_conditions names {name!r}, a built-in condition: turn it on "
-                                    f"with SwapConfig.{known.flag} = True instead")
-    builtins = tuple(r.name for r in _REGISTRY.values() if r.flag is not None and getattr(swap, r.flag))
-    return builtins + tuple(swap.extra_conditions)
+    return swap.conditions.names
+
+
+def settings_type(name: str) -> type | None:
+    """The `Settings` dataclass of registered condition `name` (None: it takes no arguments)."""
+    return getattr(_REGISTRY[name].builder, "Settings", None)
+
+
+def settings(swap: SwapConfig, name: str) -> Any:
+    """Condition `name`'s `Settings` built from its arguments in `swap.conditions`; `ConfigError` names a bad one."""
+    cls, kwargs = settings_type(name), swap.conditions.kwargs(name)
+    if cls is None:
+        require(not kwargs, f"SwapConfig.conditions[{name!r}] = {kwargs}: condition {name!r} takes no arguments")
+        return None
+    allowed = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(kwargs) - allowed)
+    require(not unknown, f"SwapConfig.conditions[{name!r}] has no argument(s) {unknown}; allowed: "
+                         f"{', '.join(sorted(allowed))}")
+    return cls(**kwargs)
+
+
+def check_settings(swap: SwapConfig) -> None:
+    """Every enabled condition is registered and its arguments are valid (`ConfigError` otherwise)."""
+    for name in condition_names(swap):
+        settings(swap, name)
+
+
+def check_layers(swap: SwapConfig, num_layers: int) -> None:
+    """Every enabled condition's `layers` setting indexes layers below `num_layers`."""
+    for name in condition_names(swap):
+        layers = getattr(settings(swap, name), "layers", ())
+        require(all(i < num_layers for i in layers), f"SwapConfig.conditions[{name!r}] layers {layers} must index "
+                                                     f"layers below DiTConfig.num_layers ({num_layers})")
 
 
 def build_conditions(cfg: DiTConfig, swap: SwapConfig, rngs: nnx.Rngs) -> dict[str, Condition]:
@@ -74,16 +99,13 @@ def build_conditions(cfg: DiTConfig, swap: SwapConfig, rngs: nnx.Rngs) -> dict[s
 
 
 def not_configured(name: str, swap: SwapConfig) -> ValueError:
-    """The error for inputs of a condition the model was not built with, naming the switch that turns it on."""
-    known = _REGISTRY.get(name)
-    if known is None:
+    """The error for inputs of a condition the model was not built with, naming the setting that turns it on."""
+    if name not in _REGISTRY:
         return ValueError(f"inputs were given for a condition {name!r}, but no condition of that name is registered "
                           f"(registered: {', '.join(_REGISTRY)}): fix the key in SwapInputs.conditions")
-    if known.flag is not None:
-        return ValueError(f"a {name!r} condition was given, but SwapConfig.{known.flag} is off: drop it, or set "
-                          f"SwapConfig.{known.flag} = True")
-    return ValueError(f"a {name!r} condition was given, but SwapConfig.extra_conditions {swap.extra_conditions} "
-                      "does not name it: drop it, or add it there")
+    return ValueError(f"a {name!r} condition was given, but SwapConfig.conditions {list(swap.conditions.names)} does "
+                      f"not name it: drop it, or turn it on with swap.conditions.{name} (e.g. --set "
+                      f"swap.conditions={','.join((*swap.conditions.names, name))})")
 
 
 def condition_classes(swap: SwapConfig) -> dict[str, Builder]:
@@ -127,5 +149,6 @@ class DataNeeds(NamedTuple):
 def data_needs(swap: SwapConfig) -> DataNeeds:
     """The data the enabled conditions read (from their `batch_keys`)."""
     keys = needed_batch_keys(swap)
-    points = swap.num_points if "keypoints" in keys else 0
+    points = max((getattr(settings(swap, n), "num_points", 0) for n in condition_names(swap)), default=0)
+    points = points if "keypoints" in keys else 0
     return DataNeeds("condition_latents" in keys, points, "reference_embedding" in keys)
