@@ -59,10 +59,11 @@ class ToyGainCondition(Condition):
         return LayerInputs(residual=prepared)
 
 
-def _config(stage: str):
-    config = tiny_config(f"train.stage={stage}", "swap.pose_attention=true", "swap.identity_token=true",
-                         "swap.points=true", "swap.num_points=5", "swap.identity_dim=64", "data.batch_size=2")
-    config = config.replace(swap=dataclasses.replace(config.swap, extra_conditions=("toy_gain",)))
+def _config(stage: str, batch: int = 2):
+    config = tiny_config(f"train.stage={stage}", "swap.conditions=pose,identity,points,toy_gain",
+                         "swap.conditions.pose.widths=8", "swap.conditions.identity.dim=64",
+                         "swap.conditions.points.num_points=5", "swap.conditions.points.point_dim=8",
+                         "swap.conditions.points.hidden=16", f"data.batch_size={batch}")
     return with_condition_data(config)
 
 
@@ -75,9 +76,9 @@ def _training_batch(config, mesh):
     return jax.jit(prepare)(args, pixels, jax.random.key_data(jax.random.key(0)), np.int32(0))
 
 
-def _condition_grads(stage: str, sizes: dict[str, int] | None) -> dict[str, float]:
+def _condition_grads(stage: str, sizes: dict[str, int] | None, batch: int = 2) -> dict[str, float]:
     """Gradient norm of each condition's trained parameters, from a batch the loop's preparation made."""
-    config = _config(stage)
+    config = _config(stage, batch)
     with on_mesh(sizes) as mesh:
         setup = build_dit(config, mesh)
         state = randomized(setup, setup.plan.create(0))  # a converted-model stand-in: no zero head or branch
@@ -96,8 +97,8 @@ def test_every_condition_trains_from_the_loops_batch(stage):
 
 
 def test_every_condition_trains_on_eight_devices():
-    one = _condition_grads("2", None)
-    eight = _condition_grads("2", {"data": 2, "fsdp": 2, "tensor": 2})
+    one = _condition_grads("2", None, batch=4)
+    eight = _condition_grads("2", {"data": 2, "fsdp": 2, "tensor": 2}, batch=4)
     for name in NAMES:
         assert eight[name] > 0 and eight[name] == pytest.approx(one[name], rel=1e-3), (name, one, eight)
 
@@ -110,8 +111,7 @@ def _window(config, engine: Engine, rng: np.random.Generator, **changes) -> Wind
         condition=rng.uniform(-1, 1, (f, size, size, 3)).astype(np.float32),
         reference=engine.encode_image(rng.uniform(-1, 1, (size, size, 3)).astype(np.float32)),
         anchor=None, text=None,
-        keypoints=np.concatenate([rng.uniform(0, size, (f, config.swap.num_points, 2)),
-                                  np.ones((f, config.swap.num_points, 1))], -1).astype(np.float32),
+        keypoints=np.concatenate([rng.uniform(0, size, (f, 5, 2)), np.ones((f, 5, 1))], -1).astype(np.float32),
         reference_embedding=engine.embed_reference(rng.uniform(-1, 1, (16, 16, 3)).astype(np.float32)))
     return window._replace(**changes)
 
@@ -139,3 +139,25 @@ def test_every_condition_reaches_the_sampled_model():
                 var.set_value(jnp.zeros_like(var.get_value()))
         engine_off = Engine(off, SAMPLE)
         assert np.abs(engine_off.generate(window, jax.random.key(0), scales) - full).max() > 1e-4, name
+
+
+def test_a_jobs_keypoint_track_reaches_the_points_condition():
+    """`sample.py --keypoints` feeds the points condition too: padded with invisible points to the model's count
+    (as training pads its examples), mapped to model pixels; more points than the model reads is one InputError."""
+    from swapjax.data.validate import InputError
+    from swapjax.sample.pipeline import swap_video
+    from sample_fixtures import swap_inputs
+
+    config = _config("2").replace(sample=SAMPLE)
+    config = config.replace(swap=dataclasses.replace(config.swap, conditions=config.swap.conditions.with_names(
+        ("points",))))
+    engine = Engine(random_models(config, seed=4), SAMPLE)
+    rng = np.random.default_rng(1)
+    track = np.concatenate([rng.uniform(4, 28, (5, 3, 2)), np.ones((5, 3, 1))], -1).astype(np.float32)  # K = 3
+    job = swap_inputs(5, seed=2)
+    with_points = swap_video(engine, dataclasses.replace(job, keypoints=track), SAMPLE, config.data.mask)
+    without = swap_video(engine, job, SAMPLE, config.data.mask)
+    assert np.abs(with_points.generated.astype(int) - without.generated.astype(int)).max() > 0
+    too_many = np.concatenate([track, track, track], axis=1)  # K = 9 > 5
+    with pytest.raises(InputError, match="has 9 keypoints per frame, more than the 5 the run reads"):
+        swap_video(engine, dataclasses.replace(job, keypoints=too_many), SAMPLE, config.data.mask)

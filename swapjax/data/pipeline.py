@@ -154,7 +154,8 @@ class ExampleBuilder:
             "record_index": np.int32(record_index),
         }
         if cfg.num_keypoints:
-            example["keypoints"] = _fixed_keypoints(kps, cfg.num_keypoints, record_index)
+            example["keypoints"] = fixed_keypoints(kps, cfg.num_keypoints, f"record {record_index}",
+                                                   "raise data.num_keypoints to at least")
         return example
 
 
@@ -189,11 +190,13 @@ def _crop_mask(mask: np.ndarray, window: tuple[int, int, int, int], height: int,
     return (coverage > 0.0).astype(np.uint8)
 
 
-def _fixed_keypoints(kps: np.ndarray, count: int, record_index: int) -> np.ndarray:
-    """`[F, K, 3]` -> `[F, count, 3]`, padded with invisible points (visibility 0) so every example has `count`."""
+def fixed_keypoints(kps: np.ndarray, count: int, what: str, fix: str) -> np.ndarray:
+    """`[F, K, 3]` -> `[F, count, 3]`, padded with invisible points (visibility 0) so every example has `count`
+    (training's examples, and the sampler's keypoint tracks the same way); more than `count` is a `ValueError`
+    naming `what` and the fix."""
     if kps.shape[1] > count:
-        raise ValueError(f"record {record_index} has {kps.shape[1]} keypoints per frame, more than "
-                         f"DataConfig.num_keypoints = {count}: raise data.num_keypoints to at least {kps.shape[1]}")
+        raise ValueError(f"{what} has {kps.shape[1]} keypoints per frame, more than the {count} the run reads: "
+                         f"{fix} {kps.shape[1]}")
     out = np.zeros((kps.shape[0], count, 3), np.float32)
     out[:, :kps.shape[1]] = kps
     return out

@@ -176,7 +176,14 @@ def run(args: argparse.Namespace) -> int:
         if args.pipeline is not None:  # the encoders run (and are released) before the DiT loads
             from swapjax.sample.contexts import encode_contexts
 
-            contexts = encode_contexts(args.pipeline, runnable, lambda job: job.read(text_dim).reference,
+            from swapjax.data.reference import prepare_reference
+
+            def prepared(job) -> Any:  # uint8 [S, S, 3]: CLIP reads the reference as training's encodings do
+                inputs = job.read(text_dim)
+                return prepare_reference(inputs.reference, inputs.reference_mask, size=config.data.ref_size,
+                                         name=f"reference image of {inputs.name!r}")
+
+            contexts = encode_contexts(args.pipeline, runnable, prepared,
                                        prompt=args.prompt, negative_prompt=args.negative_prompt,
                                        text_len=sample_cfg.text_len, dit_cfg=config.dit)
         models = checkpoint.load_models(config, root, args.vae, mesh=mesh)  # built abstractly: no mesh set

@@ -110,6 +110,18 @@ class Geometry:
         crop = np.ascontiguousarray(frames[:, y0:y1, x0:x1])
         return self._pad(_resize(crop, *self.scaled_hw), "edge")
 
+    def points_to_model(self, points: np.ndarray) -> np.ndarray:
+        """Keypoints float32 `[F, K, 3]` (x, y in source pixels, visibility) -> the same in model pixels (the crop
+        moved to the origin and scaled as `to_model` scales the frames; points outside the crop become invisible)."""
+        y0, x0, y1, x1 = self.box
+        (h, w), (bh, bw) = self.scaled_hw, self.box_hw
+        out = np.asarray(points, np.float32).copy()
+        out[..., 0] = (out[..., 0] - x0) * (w / bw)
+        out[..., 1] = (out[..., 1] - y0) * (h / bh)
+        inside = (out[..., 0] >= 0) & (out[..., 0] < w) & (out[..., 1] >= 0) & (out[..., 1] < h)
+        out[..., 2] = np.where(inside, out[..., 2], 0.0)
+        return out
+
     def mask_to_model(self, mask: np.ndarray) -> np.ndarray:
         """Mask track `[F, H0, W0]` -> uint8 `[F, H, W]` (a model pixel is on if it covers any mask pixel)."""
         y0, x0, y1, x1 = self.box

@@ -55,6 +55,7 @@ class JobInputs:
     ground_truth: np.ndarray | None = None  # uint8 [F, H, W, 3] (swap cases with a known answer)
     reference_mask: np.ndarray | None = None  # uint8 [Hr, Wr] {0, 1}: the subject in the reference (a reference
     # mask, else the alpha > 0 of an RGBA reference); None: the automatic cut-out (`prepare_reference`)
+    keypoints: np.ndarray | None = None  # float32 [F, K, 3]: the keypoint track (x, y in pixels, visibility)
 
 
 def _pixels(array: np.ndarray, name: str) -> np.ndarray:
@@ -258,7 +259,8 @@ def read_inputs(video: str | pathlib.Path, mask: str | pathlib.Path, reference: 
         kps, kind = tracks.read_keypoints(keypoints, num_frames=num_frames)
         cond = keypoint_render.render_keypoints(kps, size[0], size[1], kind)  # [F, H, W, 3]
     emb = None if text is None else read_text(text, text_dim)
-    return JobInputs(pathlib.Path(video).stem, frames, track, ref, rate, audio, cond, emb, reference_mask=ref_mask)
+    return JobInputs(pathlib.Path(video).stem, frames, track, ref, rate, audio, cond, emb, reference_mask=ref_mask,
+                     keypoints=None if keypoints is None else np.asarray(kps, np.float32))
 
 
 def read_case(path: str | pathlib.Path, *, fps: float | None = None, text: str | pathlib.Path | None = None,

@@ -24,6 +24,9 @@ import numpy as np
 
 from swapjax.data import masks
 from swapjax.data.config import DataConfig, MaskConfig
+from swapjax.data.pipeline import fixed_keypoints
+from swapjax.data.validate import InputError
+from swapjax.models.conditions import data_needs
 from swapjax.data.reference import NEUTRAL_GREY, prepare_reference
 from swapjax.models.reference_frame import fit_reference
 from swapjax.models.conditioning import anchor_index
@@ -60,13 +63,31 @@ def letterbox(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return out
 
 
+def reference_square(inputs: JobInputs, ref_size: int) -> np.ndarray:
+    """The prepared reference, float32 `[S, S, 3]` in [-1, 1], as training prepares it: `prepare_reference` (the
+    subject cut out by the reference mask, the alpha or the automatic cut-out, boxed, squared on grey, resized to
+    `ref_size` = the run's `data.ref_size`). The identity condition embeds this square, as in training."""
+    return to_unit(prepare_reference(inputs.reference, inputs.reference_mask, size=ref_size,
+                                     name=f"reference image of {inputs.name!r}"))  # [S, S, 3]
+
+
 def reference_frame(inputs: JobInputs, ref_size: int, height: int, width: int) -> np.ndarray:
-    """The reference slot's frame, float32 `[height, width, 3]` in [-1, 1], prepared as training prepares it:
-    `prepare_reference` (the subject cut out by the reference mask, the alpha or the automatic cut-out, boxed,
-    squared on grey, resized to `ref_size` = the run's `data.ref_size`) -> `fit_reference`."""
-    square = prepare_reference(inputs.reference, inputs.reference_mask, size=ref_size,
-                               name=f"reference image of {inputs.name!r}")  # [S, S, 3]
-    return np.asarray(fit_reference(to_unit(square)[None], height, width)[0])  # [H, W, 3]
+    """The reference slot's frame, float32 `[height, width, 3]` in [-1, 1]: `reference_square` -> `fit_reference`."""
+    return np.asarray(fit_reference(reference_square(inputs, ref_size)[None], height, width)[0])  # [H, W, 3]
+
+
+def _keypoints_for(engine: Engine, inputs: JobInputs) -> JobInputs:
+    """The job's keypoint track padded with invisible points to the count the model's conditions read, as training
+    pads its examples (`data.pipeline.fixed_keypoints`); dropped when no condition reads keypoints."""
+    count = data_needs(engine.swap).keypoints
+    if inputs.keypoints is None or count == 0:
+        return dataclasses.replace(inputs, keypoints=None)
+    try:
+        kps = fixed_keypoints(inputs.keypoints, count, f"the keypoint track of {inputs.name!r}",
+                              "the model's points condition reads conditions.points.num_points; it needs")
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    return dataclasses.replace(inputs, keypoints=kps)
 
 
 def composite_radii(cfg: SampleConfig, mask_cfg: MaskConfig) -> tuple[int, int]:
@@ -89,7 +110,8 @@ def _model_space(inputs: JobInputs, geo: Geometry, mask_cfg: MaskConfig) -> dict
     subject = geo.mask_to_model(inputs.mask)  # [F, H, W]
     region = np.maximum(masks.inference_mask(subject, mask_cfg), subject)  # the inference rule, then the subject
     return {"video": geo.to_model(inputs.video), "subject": subject, "region": region,
-            "condition": None if inputs.condition is None else geo.to_model(inputs.condition)}
+            "condition": None if inputs.condition is None else geo.to_model(inputs.condition),
+            "keypoints": None if inputs.keypoints is None else geo.points_to_model(inputs.keypoints)}
 
 
 def swap_video(engine: Engine, inputs: JobInputs, cfg: SampleConfig, mask_cfg: MaskConfig, *,
@@ -101,18 +123,19 @@ def swap_video(engine: Engine, inputs: JobInputs, cfg: SampleConfig, mask_cfg: M
     `image_context`: CLIP tokens of the reference `[Li, image_dim]` (I2V-based models, `swapjax.encoding`);
     `null_text`: the negative prompt's embeddings for the null guidance branch (default: zeros)."""
     num_frames = inputs.video.shape[0]
+    inputs = _keypoints_for(engine, inputs)
     geo = plan_geometry(inputs.video.shape[1:3], inputs.mask, cfg)
     model = _model_space(inputs, geo, mask_cfg)
     height, width = geo.model_hw
     dilate, feather = composite_radii(cfg, mask_cfg)
     alpha_model = composite_alpha(model["subject"], dilate, feather)  # [F, H, W] for the anchor frames
     reference = engine.encode_image(reference_frame(inputs, ref_size, height, width))  # [1, 1, h, w, z]
+    embedding = None if engine.encoder is None else engine.embed_reference(reference_square(inputs, ref_size))
     shared = WindowInputs(pixels=None, mask=None, condition=None, reference=reference, anchor=None, text=inputs.text,
-                          image=image_context, null_text=null_text)
-    blended, plan = _sample_windows(engine, model, shared, alpha_model, cfg,
-                                    guidance_scales(cfg, guidance, text_guidance),
-                                    jax.random.key(cfg.seed if seed is None else seed))
+                          image=image_context, null_text=null_text, reference_embedding=embedding)
     scales = guidance_scales(cfg, guidance, text_guidance)
+    blended, plan = _sample_windows(engine, model, shared, alpha_model, cfg, scales,
+                                    jax.random.key(cfg.seed if seed is None else seed))
     back = to_uint8(geo.from_model(blended))  # [F, y1 - y0, x1 - x0, 3]
     generated_src = geo.paste(inputs.video, back)  # [F, H0, W0, 3]
     alpha = composite_alpha(inputs.mask, dilate, feather)  # [F, H0, W0]
@@ -146,14 +169,15 @@ def _sample_windows(engine: Engine, model: dict[str, np.ndarray | None], shared:
             mask=pad_frames(model["region"][span], w.length).astype(np.float32),
             condition=None if cond is None else to_unit(pad_frames(cond[span], w.length)),
             keypoints=None if points is None else pad_frames(points[span], w.length), anchor=anchor)
-        out = engine.generate_window(window, jax.random.fold_in(key, k), scales)
-        generated = out.pixels[:w.stop - w.start]  # [n, H, W, 3]
+        pixels, latents = engine.generate_window(window, jax.random.fold_in(key, k), scales)
+        generated = pixels[:w.stop - w.start]  # [n, H, W, 3]
         if index > 0:
-            anchor = out.latents[:, -1:]  # [1, 1, h, w, z]: covers the next window's latent frame `index`
+            anchor = latents[:, -1:]  # [1, 1, h, w, z]: covers the next window's latent frame `index`
         else:
             last = w.stop - 1
             anchor = composite_float(to_unit(model["video"][last]), generated[-1], alpha_model[last])
         blended[span] += weights[k, span, None, None, None] * generated
+        del latents  # only the handed-over frame stays on the device: memory is the same for every window
     return blended, plan
 
 
