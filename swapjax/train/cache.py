@@ -39,14 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     from swapjax.convert.checkpoint_io import CheckpointError
     from swapjax.data.validate import InputError
     from swapjax.train.cache_writer import write_cache
-    from swapjax.train.pixel_terms import pixel_keys
+    from swapjax.train.loop import cache_keys, with_condition_data
 
     try:
-        config = load_config(args.config, args.overrides)
+        config = with_condition_data(load_config(args.config, args.overrides))  # the data the conditions read
         out = check_output(args.out)
         if args.vae is not None:
             config = config.replace(train=dataclasses.replace(config.train, vae_init=args.vae))
-        pixels = args.pixels or any(k in ("video", "subject_mask", "keypoints") for k in pixel_keys(config.loss))
+        pixels = args.pixels or any(k in ("video", "subject_mask", "keypoints") for k in cache_keys(config))
         index = write_cache(config, out, draws=args.draws, pixels=pixels)
     except (ConfigError, CheckpointError, InputError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -17,7 +17,7 @@ from flax import nnx
 from swapjax.losses import LossConfig, LossInputs, total_loss
 from swapjax.models.swap import model_inputs
 from swapjax.models.swap_config import SwapConfig
-from swapjax.train.pixel_terms import FrozenModels, decodes, pixel_loss_inputs
+from swapjax.train.pixel_terms import FrozenModels, decodes, needs_pixels, pixel_loss_inputs
 
 
 def swap_objective(graphdef: nnx.GraphDef, loss: LossConfig, swap: SwapConfig | None = None,
@@ -27,7 +27,7 @@ def swap_objective(graphdef: nnx.GraphDef, loss: LossConfig, swap: SwapConfig | 
 
     `swap` (its latent factors) is needed by the MEAR, coherence and identity terms, `frozen_models` by the
     two that decode; `frozen` then holds `{"vae": ..., "encoder": ...}` parameters."""
-    pixels = loss.mear_weight > 0 or decodes(loss)
+    pixels = needs_pixels(loss)
     if pixels and swap is None:
         raise ValueError("loss.mear_weight, coherence_weight or identity_weight > 0: pass the SwapConfig (its latent "
                          "factors) to swap_objective")

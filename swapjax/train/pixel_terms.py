@@ -38,11 +38,11 @@ from swapjax.data.config import DataConfig
 from swapjax.data.reference import NEUTRAL_GREY
 from swapjax.loss_maps import cosine_similarity, mear_latent_weights, subject_crops
 from swapjax.losses import LOSS_TERMS, LossConfig, LossInputs
-from swapjax.models.image_encoder import build_image_encoder, encode_images
+from swapjax.encoding import load_identity_encoder
+from swapjax.models.image_encoder import encode_images
 from swapjax.models.vae import denormalize_latents
 from swapjax.models.vae_config import VAEConfig
 
-ENCODER_SEED = 0  # the small encoder is built from this key in every run: one fixed (random) measuring instrument
 DECODE_SCOPE = "pixel_terms_vae_decode"  # name scope of the decode (tests look for it in the step's jaxpr)
 GREY = NEUTRAL_GREY / 127.5 - 1.0  # the references' neutral background in [-1, 1]
 STEP_FIELDS = ("subject_mask",)  # LossInputs fields the objective fills from the prepared batch itself
@@ -77,17 +77,9 @@ def check_pixel_terms(loss: LossConfig, data: DataConfig) -> None:
 def load_image_encoder(loss: LossConfig, sharding: jax.sharding.Sharding) -> tuple[nnx.GraphDef, dict]:
     """The frozen encoder `E` named by `loss.encoder` -> (graphdef, parameters placed with `sharding`): the
     IResNet from `loss.encoder_checkpoint` (insightface weights, converted here), else the registered encoder
-    with random weights from the fixed key `ENCODER_SEED` (never trained: the same instrument in every run)."""
-    if loss.encoder_checkpoint is not None:
-        from swapjax.convert.iresnet import convert_iresnet
-        from swapjax.models.iresnet import abstract_iresnet
-
-        cfg, state = convert_iresnet(loss.encoder_checkpoint)
-        return abstract_iresnet(cfg)[0], jax.device_put(nnx.to_pure_dict(state), sharding)
-    build = lambda: build_image_encoder(loss.encoder, rngs=nnx.Rngs(params=ENCODER_SEED))
-    graphdef = nnx.split(nnx.eval_shape(build))[0]
-    params = jax.jit(lambda: nnx.to_pure_dict(nnx.split(build())[1]), out_shardings=sharding)()
-    return graphdef, params
+    with random weights from a fixed key (never trained: the same instrument in every run). The sampler's
+    identity condition loads the very same one (`swapjax.encoding.load_identity_encoder`)."""
+    return load_identity_encoder(loss.encoder, loss.encoder_checkpoint, sharding)
 
 
 class StepPixels:
