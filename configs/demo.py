@@ -17,7 +17,8 @@ the tiny test configs, and why:
   the zero-initialised output head would stay zero;
 - masks: grid cells scaled to the 32x32 frame (2-6 px in training, 4 at inference);
 - sampler: UniPC, 12 steps, reference guidance 2 (1 and 3 both scored worse); no tunnel crop (the frames are
-  already model-sized).
+  already model-sized); `overlap_frames = 1`, so the anchor slot holds a window's first frame (the paper's
+  dummy reference), as training draws it.
 """
 
 import pathlib
@@ -50,6 +51,6 @@ def get_config() -> Config:
                         vae_steps=3000, vae_lr=1e-3, vae_stat_batches=8, export_dtype="float32")
     optimizer = OptimizerConfig(lr=1e-3, warmup_steps=50, ema_decay=0.995)
     sample = SampleConfig(solver="unipc", num_steps=12, shift=1.0, guidance_scale=2.0, area=SIZE * SIZE,
-                          tunnel_threshold=0.0, text_len=1, sheet_frames=3)
+                          tunnel_threshold=0.0, text_len=1, sheet_frames=3, overlap_frames=1)
     return Config(name="demo", dit=dit, vae=vae, data=data, mesh=tiny.mesh, seed=0, swap=swap, train=train,
                   optimizer=optimizer, sample=sample)
