@@ -161,3 +161,38 @@ def test_a_jobs_keypoint_track_reaches_the_points_condition():
     too_many = np.concatenate([track, track, track], axis=1)  # K = 9 > 5
     with pytest.raises(InputError, match="has 9 keypoints per frame, more than the 5 the run reads"):
         swap_video(engine, dataclasses.replace(job, keypoints=too_many), SAMPLE, config.data.mask)
+
+
+def test_a_cases_keypoints_draw_the_pose_video_the_model_reads(tmp_path):
+    """Evaluation cases (the demo's) carry the source's keypoints; a model whose condition reads the condition
+    latent gets them drawn into the condition video, as training renders it."""
+    from swapjax.sample.inputs import read_case
+    from swapjax.sample.pipeline import swap_video
+    from sample_fixtures import swap_inputs
+
+    config = _config("2").replace(sample=SAMPLE)
+    swap = dataclasses.replace(config.swap, condition_channels=0, conditions=config.swap.conditions.with_names(("pose",)))
+    config = config.replace(swap=swap, dit=dataclasses.replace(config.dit, in_channels=swap.fused_channels(16)))
+    engine = Engine(random_models(config, seed=5), SAMPLE)
+    job = swap_inputs(5, seed=2)
+    rng = np.random.default_rng(3)
+    track = np.concatenate([rng.uniform(4, 28, (5, 5, 2)), np.ones((5, 5, 1))], -1).astype(np.float32)
+    np.savez(tmp_path / "case.npz", source=job.video, mask=job.mask, reference=job.reference, keypoints=track,
+             keypoints_kind=np.asarray("sprite"))
+    case = read_case(tmp_path / "case.npz")
+    np.testing.assert_array_equal(case.keypoints, track)
+    with_pose = swap_video(engine, case, SAMPLE, config.data.mask)
+    without = swap_video(engine, dataclasses.replace(case, keypoints=None), SAMPLE, config.data.mask)
+    assert np.abs(with_pose.generated.astype(int) - without.generated.astype(int)).max() > 0
+
+
+def test_the_demo_config_takes_a_condition_by_override(tmp_path):
+    """`python -m swapjax.demo --set swap.conditions=pose`: the demo model has no fused condition channels, and
+    the pose condition alone reads the rendered keypoint video."""
+    from swapjax.config import load_config
+    from swapjax.train.loop import validate
+    from train_fixtures import ROOT
+
+    config = with_condition_data(load_config(ROOT / "configs" / "demo.py", ["swap.conditions=pose", "data.batch_size=8"]))
+    assert config.data.with_condition and config.swap.condition_channels == 0
+    validate(config, tmp_path / "run")

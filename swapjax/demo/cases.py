@@ -43,6 +43,7 @@ def write_cases(data: DataConfig, seed: int, count: int, folder: str | pathlib.P
             every = slice(None, None, data.frame_stride)  # the frames a training clip of this config takes
             with atomic_write(path) as tmp, open(tmp, "wb") as f:
                 np.savez(f, source=pair["video"][every], mask=pair["mask"][every], reference=pair["reference"],
-                         ground_truth=pair["target"][every])
+                         ground_truth=pair["target"][every], keypoints=pair["keypoints"][every],
+                         keypoints_kind=np.asarray(clips.keypoints_kind))  # read when a condition reads them
         paths.append(path)
     return paths

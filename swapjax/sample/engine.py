@@ -225,7 +225,7 @@ class Engine:
         self.calls["prefix"] += 1
         parts = {"mask": pack_mask(mask, frames_per_latent=self.swap.frames_per_latent,
                                    pixels_per_latent=self.swap.pixels_per_latent),
-                 "agnostic": z_agnostic, "condition": z_condition}
+                 "agnostic": z_agnostic, "condition": z_condition if self.swap.condition_channels else None}
         x = jax.random.normal(key, z_agnostic.shape, jnp.float32)  # [1, f, h, w, z] pure noise at sigma = 1
         x, solver_state = jax.device_put((x, flow.init_state(self.cfg.solver, x)), self.placement)
         scales = jnp.asarray(scales, jnp.float32)

@@ -56,6 +56,7 @@ class JobInputs:
     reference_mask: np.ndarray | None = None  # uint8 [Hr, Wr] {0, 1}: the subject in the reference (a reference
     # mask, else the alpha > 0 of an RGBA reference); None: the automatic cut-out (`prepare_reference`)
     keypoints: np.ndarray | None = None  # float32 [F, K, 3]: the keypoint track (x, y in pixels, visibility)
+    keypoints_kind: str = "pose"  # its layout (`data.keypoints.render_keypoints`), when a condition video is drawn
 
 
 def _pixels(array: np.ndarray, name: str) -> np.ndarray:
@@ -260,14 +261,16 @@ def read_inputs(video: str | pathlib.Path, mask: str | pathlib.Path, reference: 
         cond = keypoint_render.render_keypoints(kps, size[0], size[1], kind)  # [F, H, W, 3]
     emb = None if text is None else read_text(text, text_dim)
     return JobInputs(pathlib.Path(video).stem, frames, track, ref, rate, audio, cond, emb, reference_mask=ref_mask,
-                     keypoints=None if keypoints is None else np.asarray(kps, np.float32))
+                     keypoints=None if keypoints is None else np.asarray(kps, np.float32),
+                     keypoints_kind=kind if keypoints is not None else "pose")
 
 
 def read_case(path: str | pathlib.Path, *, fps: float | None = None, text: str | pathlib.Path | None = None,
               text_dim: int | None = None) -> JobInputs:
     """One swap case from a single NPZ: `source` `[F, H, W, 3]`, `mask` `[F, H, W]`, `reference` `[H, W, 3|4]`
-    (+ optional `ground_truth` like `source` and `reference_mask` `[H, W]` like a reference mask file; other
-    arrays are ignored)."""
+    (+ optional `ground_truth` like `source`, `reference_mask` `[H, W]` like a reference mask file, and `keypoints`
+    `[F, K, 3]` of the source's subject with a `keypoints_kind` string, used when the model's conditions read them;
+    other arrays are ignored)."""
     path = pathlib.Path(path)
     name = f"swap case {str(path)!r}"
     check_file(path, name)
@@ -283,7 +286,8 @@ def read_case(path: str | pathlib.Path, *, fps: float | None = None, text: str |
         if missing:
             raise InputError(f"{name} lacks {missing} (it holds {loaded.files}): a case needs source, mask and "
                              "reference arrays")
-        arrays = {k: loaded[k] for k in (*CASE_KEYS, "ground_truth", "reference_mask") if k in loaded.files}
+        arrays = {k: loaded[k] for k in (*CASE_KEYS, "ground_truth", "reference_mask", "keypoints", "keypoints_kind")
+                  if k in loaded.files}
     frames = check_video(_pixels(arrays["source"], f"{name} source"), f"{name} source")
     raw_mask = np.asarray(arrays["mask"])
     if raw_mask.ndim == 4 and raw_mask.shape[-1] == 1:
@@ -300,5 +304,12 @@ def read_case(path: str | pathlib.Path, *, fps: float | None = None, text: str |
         truth = check_video(_pixels(arrays["ground_truth"], f"{name} ground_truth"), f"{name} ground_truth")
         truth = _check_like_video(truth, frames, f"{name} ground_truth")
     emb = None if text is None else read_text(text, text_dim)
+    kps = None
+    if "keypoints" in arrays:
+        kps = check_finite(np.asarray(arrays["keypoints"], np.float32), f"{name} keypoints")
+        if kps.ndim != 3 or kps.shape[0] != frames.shape[0] or kps.shape[2] != 3:
+            raise InputError(f"{name} keypoints have shape {list(kps.shape)}: save them as [F = {frames.shape[0]}, "
+                             "K, 3] (x, y in pixels, visibility)")
+    kind = str(arrays["keypoints_kind"]) if "keypoints_kind" in arrays else "pose"
     return JobInputs(path.stem, frames, track, ref, check_fps(fps or DEFAULT_FPS, name), None, None, emb, truth,
-                     ref_mask)
+                     ref_mask, keypoints=kps, keypoints_kind=kind)

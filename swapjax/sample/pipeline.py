@@ -24,6 +24,7 @@ import numpy as np
 
 from swapjax.data import masks
 from swapjax.data.config import DataConfig, MaskConfig
+from swapjax.data.keypoints import render_keypoints
 from swapjax.data.pipeline import fixed_keypoints
 from swapjax.data.validate import InputError
 from swapjax.models.conditions import data_needs
@@ -77,9 +78,14 @@ def reference_frame(inputs: JobInputs, ref_size: int, height: int, width: int) -
 
 
 def _keypoints_for(engine: Engine, inputs: JobInputs) -> JobInputs:
-    """The job's keypoint track padded with invisible points to the count the model's conditions read, as training
-    pads its examples (`data.pipeline.fixed_keypoints`); dropped when no condition reads keypoints."""
-    count = data_needs(engine.swap).keypoints
+    """The job's keypoints as training feeds them: drawn into the condition video when a condition reads its latent
+    and the job gave none (training renders it then too); padded with invisible points to the count the model's
+    conditions read (`data.pipeline.fixed_keypoints`), or dropped when none reads keypoints."""
+    needs = data_needs(engine.swap)
+    if inputs.keypoints is not None and inputs.condition is None and needs.condition_video:
+        drawn = render_keypoints(inputs.keypoints, *inputs.video.shape[1:3], inputs.keypoints_kind)  # [F, H, W, 3]
+        inputs = dataclasses.replace(inputs, condition=drawn)
+    count = needs.keypoints
     if inputs.keypoints is None or count == 0:
         return dataclasses.replace(inputs, keypoints=None)
     try:

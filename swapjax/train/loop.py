@@ -87,9 +87,14 @@ def validate(config: Config, workdir: pathlib.Path) -> None:
     require(data.height % (s * ph) == 0 and data.width % (s * pw) == 0,
             f"DataConfig: height x width ({data.height} x {data.width}) must be multiples of {s * ph} x {s * pw} "
             f"(VAE factor {s} x patch size {(ph, pw)})")
-    require(not data.with_condition or config.swap.condition_channels == config.vae.z_dim,
-            f"DataConfig.with_condition needs SwapConfig.condition_channels ({config.swap.condition_channels}) = "
-            f"VAEConfig.z_dim ({config.vae.z_dim}): the condition video is VAE-encoded")
+    require(not data.with_condition or config.swap.condition_channels in (0, config.vae.z_dim),
+            f"DataConfig.with_condition feeds the condition video's latent to the fused input: "
+            f"SwapConfig.condition_channels ({config.swap.condition_channels}) must be VAEConfig.z_dim "
+            f"({config.vae.z_dim}), or 0 to feed it only to the conditions that read it")
+    if "pose" in config.swap.conditions:
+        channels = settings(config.swap, "pose").channels
+        require(channels == config.vae.z_dim, f"swap.conditions.pose.channels ({channels}) must be VAEConfig.z_dim "
+                f"({config.vae.z_dim}): the pose guider reads the condition video's latent")
     anchor = prepare_config(config).anchor_index  # the anchor's latent frame must exist in a training clip
     latent_frames = (data.num_frames - 1) // config.swap.frames_per_latent + 1
     require(anchor < latent_frames, f"sample.overlap_frames ({config.sample.overlap_frames}) puts the anchor on latent "

@@ -140,7 +140,7 @@ def assemble_batch(latents: dict[str, jax.Array], rng: jax.Array, step: jax.Arra
     eps = jax.random.normal(key_eps, x0.shape, x0.dtype)
     tb = t[:, None, None, None, None]
     noisy = (1.0 - tb) * x0 + tb * eps  # z_t, [B, f, h, w, z]
-    cond = latents.get("condition_latents") if cfg.with_condition else None
+    cond = latents.get("condition_latents") if cfg.with_condition and swap.condition_channels else None
     fused = fuse_video_inputs(noisy, latents["mask_packed"], latents["agnostic_latents"], cond,
                               condition_channels=swap.condition_channels)  # [B, f, h, w, C_in]
     out = {"fused": fused, "t": t, "target": eps - x0, "noisy": noisy, "latents": x0,
