@@ -93,7 +93,7 @@ class SwapConfig:
     frames_per_latent + condition_channels` (52 for Wan2.1)."""
 
     reference: bool = True  # reference latent frame prepended; one-way attention; its K/V cached per video
-    anchor: bool = False  # anchor slot: one clean latent frame (first frame / previous window's last frame)
+    anchor: bool = False  # anchor slot: one clean latent frame of the window (conditioning.anchor_index)
     condition_channels: int = 16  # condition latent (rendered pose/hands/landmarks), zeros when absent; 0 = none
     pixels_per_latent: int = 8  # the VAE's spatial factor (points: pixel -> latent coordinates)
     frames_per_latent: int = 4  # the VAE's temporal factor (mask packing, point frames)

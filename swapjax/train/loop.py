@@ -66,6 +66,33 @@ def cache_keys(config: Config) -> tuple[str, ...]:
                                + pixel_keys(config.loss) + conditions))
 
 
+def validate_conditions(config: Config) -> None:
+    """The enabled conditions, the anchor and the data agree (raises `ConfigError` naming the values)."""
+    require(not config.data.with_condition or config.swap.condition_channels in (0, config.vae.z_dim),
+            f"DataConfig.with_condition feeds the condition video's latent to the fused input: "
+            f"SwapConfig.condition_channels ({config.swap.condition_channels}) must be VAEConfig.z_dim "
+            f"({config.vae.z_dim}), or 0 to feed it only to the conditions that read it")
+    if "pose" in config.swap.conditions:
+        channels = settings(config.swap, "pose").channels
+        require(channels == config.vae.z_dim, f"swap.conditions.pose.channels ({channels}) must be VAEConfig.z_dim "
+                f"({config.vae.z_dim}): the pose guider reads the condition video's latent")
+    anchor = prepare_config(config).anchor_index  # the anchor's latent frame must exist in a training clip
+    latent_frames = (config.data.num_frames - 1) // config.swap.frames_per_latent + 1
+    require(anchor < latent_frames, f"sample.overlap_frames ({config.sample.overlap_frames}) puts the anchor on latent "
+            f"frame {anchor}, but training clips of data.num_frames = {config.data.num_frames} have {latent_frames} "
+            "latent frames: lower sample.overlap_frames or train on longer clips")
+    if data_needs(config.swap).reference_embedding:
+        encoder_cfg = IMAGE_ENCODERS[config.loss.encoder].config()
+        dim = getattr(encoder_cfg, "embed_dim", getattr(encoder_cfg, "num_features", None))
+        given = settings(config.swap, "identity").dim
+        require(given == dim, f"swap.conditions.identity.dim ({given}) must equal the embedding width of loss.encoder "
+                f"= {config.loss.encoder!r} ({dim}), which embeds the reference for the identity token: set "
+                f"swap.conditions.identity.dim={dim}")
+    require(config.train.latent_cache is None or not data_needs(config.swap).reference_embedding,
+            "train.latent_cache holds no reference embeddings, which the identity condition reads: unset "
+            "train.latent_cache for this model (the encoder then runs in batch preparation)")
+
+
 def validate(config: Config, workdir: pathlib.Path) -> None:
     """Checks the run against the devices, the data and the files it names; raises `ConfigError`."""
     train, data = config.train, config.data
@@ -87,29 +114,7 @@ def validate(config: Config, workdir: pathlib.Path) -> None:
     require(data.height % (s * ph) == 0 and data.width % (s * pw) == 0,
             f"DataConfig: height x width ({data.height} x {data.width}) must be multiples of {s * ph} x {s * pw} "
             f"(VAE factor {s} x patch size {(ph, pw)})")
-    require(not data.with_condition or config.swap.condition_channels in (0, config.vae.z_dim),
-            f"DataConfig.with_condition feeds the condition video's latent to the fused input: "
-            f"SwapConfig.condition_channels ({config.swap.condition_channels}) must be VAEConfig.z_dim "
-            f"({config.vae.z_dim}), or 0 to feed it only to the conditions that read it")
-    if "pose" in config.swap.conditions:
-        channels = settings(config.swap, "pose").channels
-        require(channels == config.vae.z_dim, f"swap.conditions.pose.channels ({channels}) must be VAEConfig.z_dim "
-                f"({config.vae.z_dim}): the pose guider reads the condition video's latent")
-    anchor = prepare_config(config).anchor_index  # the anchor's latent frame must exist in a training clip
-    latent_frames = (data.num_frames - 1) // config.swap.frames_per_latent + 1
-    require(anchor < latent_frames, f"sample.overlap_frames ({config.sample.overlap_frames}) puts the anchor on latent "
-            f"frame {anchor}, but training clips of data.num_frames = {data.num_frames} have {latent_frames}: lower "
-            "sample.overlap_frames or train on longer clips")
-    if data_needs(config.swap).reference_embedding:
-        encoder_cfg = IMAGE_ENCODERS[config.loss.encoder].config()
-        dim = getattr(encoder_cfg, "embed_dim", getattr(encoder_cfg, "num_features", None))
-        given = settings(config.swap, "identity").dim
-        require(given == dim, f"swap.conditions.identity.dim ({given}) must equal the embedding width of loss.encoder "
-                f"= {config.loss.encoder!r} ({dim}), which embeds the reference for the identity token: set "
-                f"swap.conditions.identity.dim={dim}")
-    require(train.latent_cache is None or not data_needs(config.swap).reference_embedding,
-            "train.latent_cache holds no reference embeddings, which the identity condition reads: unset "
-            "train.latent_cache for this model (the encoder then runs in batch preparation)")
+    validate_conditions(config)
     for name in ("init_from", "vae_init", "latent_cache", "encodings"):
         path = getattr(train, name)
         require(path is None or pathlib.Path(path).exists(),
