@@ -196,3 +196,19 @@ def test_the_demo_config_takes_a_condition_by_override(tmp_path):
     config = with_condition_data(load_config(ROOT / "configs" / "demo.py", ["swap.conditions=pose", "data.batch_size=8"]))
     assert config.data.with_condition and config.swap.condition_channels == 0
     validate(config, tmp_path / "run")
+
+
+@pytest.mark.parametrize("overrides, match", [
+    (["swap.conditions=identity"], r"swap.conditions.identity.dim \(512\) must equal the embedding width of "
+                                   r"loss.encoder = 'small' \(64\)"),
+    (["swap.conditions.pose.channels=8"], r"swap.conditions.pose.channels \(8\) must be VAEConfig.z_dim \(16\)"),
+    (["sample.overlap_frames=9"], r"sample.overlap_frames \(9\) puts the anchor on latent frame 2, but training clips "
+                                  r"of data.num_frames = 5 have 2 latent frames"),
+    (["sample.overlap_frames=4"], r"sample.overlap_frames \(4\) must be 1 mod the VAE's 4 frames per latent"),
+])
+def test_conditions_and_anchor_that_cannot_train_are_one_line_errors(overrides, match):
+    from swapjax.config_error import ConfigError
+    from swapjax.train.loop import validate_conditions
+
+    with pytest.raises(ConfigError, match=match):
+        validate_conditions(with_condition_data(tiny_config(*overrides)))
