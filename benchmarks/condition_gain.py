@@ -25,8 +25,9 @@ duration of the two training calls (everything else is the library's code as use
 The last line is `pose_over_no_pose_keypoint_error: <pose error / no-pose error>` (goal <= 0.7). Measured on
 7 December 2026, default settings, 2 shared cores at load 6.5-8: keypoint error 5.00 px without pose (chance:
 a part at the disc's centre is 4.2 px off, a wrongly turned disc ~5.6 px), 2.20 px with pose, 12 of 12 clips
-closer with pose, ratio 0.441; the VAE's own reconstruction scores 0.25 px; 913 s in all. `--quick` (a tiny
-model, 2 steps) checks the plumbing only.
+closer with pose, ratio 0.441; the VAE's own reconstruction scores 0.25 px; 913 s in all. With `--seed 1`
+(load 4-6): 5.11 vs 3.27 px, 12 of 12, ratio 0.639, 958 s, so the margin varies with the seed. `--quick` (a
+tiny model, 2 steps) checks the plumbing only.
 """
 
 from __future__ import annotations
