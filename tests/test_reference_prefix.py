@@ -113,6 +113,8 @@ def test_swap_video_encodes_the_prepared_reference_frame():
     inputs = dataclasses.replace(swap_inputs(5), reference=image)  # 32x32 clip: the model frame is 32x32
 
     class Spy:
+        swap = CONFIG.swap  # what swap_video reads of the engine before the reference
+
         def encode_image(self, frame):
             self.frame = np.asarray(frame)
             raise _Encoded
