@@ -1,6 +1,7 @@
 """I2V-based models train with the image tokens they sample with: `train.encodings` (written by
-`python -m swapjax.data.encode`) feeds each record's text embeddings and the CLIP tokens of its reference, and
-`train.text_drop` replaces both by the sampler's null (zeros) for guidance."""
+`python -m swapjax.data.encode`) feeds each record's text embeddings and the CLIP tokens of its reference, and the
+guidance drops give the sampler's branches: `train.reference_drop` its null branch (no image tokens, null text),
+`train.text_drop` the text-guidance branch (null text, the reference's tokens kept)."""
 
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ def _prepared(config, folder):
 
 
 def test_the_records_tokens_reach_the_batch_and_the_model(encodings):
-    config = tiny_config(f"train.encodings={encodings}", "train.text_drop=0", "train.text_len=5")
+    config = tiny_config(f"train.encodings={encodings}", "train.text_drop=0", "train.reference_drop=0",
+                         "train.text_len=5")
     local, batch = _prepared(config, encodings)
     for row, index in enumerate(local["record_index"]):
         with np.load(record_file(encodings, int(index))) as saved:
@@ -63,11 +65,20 @@ def test_the_records_tokens_reach_the_batch_and_the_model(encodings):
     assert with_tokens != null  # the model reads the image tokens
 
 
-def test_text_drop_feeds_the_samplers_null(encodings):
-    config = tiny_config(f"train.encodings={encodings}", "train.text_drop=1", "train.text_len=5")
-    _, batch = _prepared(config, encodings)
-    np.testing.assert_array_equal(batch["context"], 0.0)
+def test_the_drops_feed_the_samplers_branches(encodings):
+    text_only = tiny_config(f"train.encodings={encodings}", "train.text_drop=1", "train.reference_drop=0",
+                            "train.text_len=5")
+    local, batch = _prepared(text_only, encodings)
+    np.testing.assert_array_equal(batch["context"], 0.0)  # the text-guidance branch: null text ...
+    for row, index in enumerate(local["record_index"]):  # ... and the reference's tokens kept
+        with np.load(record_file(encodings, int(index))) as saved:
+            np.testing.assert_array_equal(batch["image_context"][row], saved["image"])
+    null = tiny_config(f"train.encodings={encodings}", "train.text_drop=0", "train.reference_drop=1",
+                       "train.text_len=5")
+    _, batch = _prepared(null, encodings)
+    np.testing.assert_array_equal(batch["context"], 0.0)  # the null branch: null text, no image tokens,
     np.testing.assert_array_equal(batch["image_context"], 0.0)
+    np.testing.assert_array_equal(batch["prefix"][:, 0, ..., :16], 0.0)  # and the zero reference latent
 
 
 def test_train_runs_with_encodings(encodings, tmp_path):

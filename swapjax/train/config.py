@@ -73,8 +73,9 @@ class TrainConfig:
     data_shards: int | None = None  # data shards (None: one per process); fixed, the batches ignore the process count
     text_len: int = 1  # zero text tokens fed when the data has no text embeddings
     anchor_drop: float = 0.5  # probability of an absent anchor frame (swap models with an anchor slot)
-    # guidance: shares of samples trained on the null inputs the sampler's null branch feeds (a zero reference
-    # latent; zero text and image tokens), so the branch guidance subtracts is a trained one
+    # guidance: the branches the sampler subtracts are trained ones: reference_drop of the samples get its null
+    # branch (a zero reference latent, no image tokens, the null text), text_drop of the rest the null text alone
+    # (the text-guidance branch of sample.text_guidance_scale)
     reference_drop: float = 0.1
     text_drop: float = 0.1
     # a folder of per-record text / image encodings (python -m swapjax.data.encode) fed as the context and, for

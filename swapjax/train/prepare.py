@@ -53,9 +53,9 @@ class PrepareConfig:
     t_mean: float = 0.0
     t_std: float = 1.0
     with_condition: bool = False
-    anchor_index: int = 0  # the window's latent frame the anchor slot holds (`swapjax.sample.windows.anchor_index`)
-    reference_drop: float = 0.0  # share of samples trained with the null reference (guidance's null branch)
-    text_drop: float = 0.0  # share trained with the null text and image tokens
+    anchor_index: int = 0  # the window's latent frame the anchor slot holds (`conditioning.anchor_index`)
+    reference_drop: float = 0.0  # share of samples trained as guidance's null branch (reference, image, text null)
+    text_drop: float = 0.0  # share of the others trained with the null text alone (the text-guidance branch)
 
 
 def subject_grid(subject_mask: Float[Array, "b F H W"], swap: SwapConfig) -> Float[Array, "b f h w"]:
@@ -100,22 +100,23 @@ def _drop(keep: jax.Array, x: jax.Array) -> jax.Array:
     return jnp.where(keep.reshape(-1, *([1] * (x.ndim - 1))), x, jnp.zeros_like(x))
 
 
-def _contexts(latents: dict[str, jax.Array], keep_text: jax.Array, cfg: PrepareConfig) -> dict[str, jax.Array]:
-    """Text context `[B, Lt, text_dim]` (the record's embeddings, else the null zeros) and, when the batch has
-    them, the reference's image tokens `[B, Li, image_dim]`; both replaced by the null (zeros, as the sampler's null
-    branch feeds) where `keep_text` is False."""
+def _contexts(latents: dict[str, jax.Array], keep_ref: jax.Array, keep_text: jax.Array, cfg: PrepareConfig
+              ) -> dict[str, jax.Array]:
+    """Text context `[B, Lt, text_dim]` (the record's embeddings, else the null zeros), null where `keep_text` is
+    False, and, when the batch has them, the reference's image tokens `[B, Li, image_dim]`, null (zeros) where
+    `keep_ref` is False: the image tokens belong to the reference, as in the sampler's branches."""
     b = latents["latents"].shape[0]
     context = latents.get("context")
     if context is None:
         context = jnp.zeros((b, cfg.text_len, cfg.text_dim), jnp.float32)  # the null text
     out = {"context": _drop(keep_text, context)}
     if latents.get("image_context") is not None:
-        out["image_context"] = _drop(keep_text, latents["image_context"])
+        out["image_context"] = _drop(keep_ref, latents["image_context"])
     return out
 
 
 def anchor_latent(latents: Float[Array, "b f h w z"], index: int) -> Float[Array, "b 1 h w z"]:
-    """The anchor slot's content: latent frame `index` of a window (see `swapjax.sample.windows.anchor_index`:
+    """The anchor slot's content: latent frame `index` of a window (see `conditioning.anchor_index`:
     the frame the previous window's last latent frame covers), clean. Training reads it from the clip's own
     latents, sampling hands over the previous window's generated last latent frame to the same place."""
     if not 0 <= index < latents.shape[1]:
@@ -145,10 +146,13 @@ def assemble_batch(latents: dict[str, jax.Array], rng: jax.Array, step: jax.Arra
                               condition_channels=swap.condition_channels)  # [B, f, h, w, C_in]
     out = {"fused": fused, "t": t, "target": eps - x0, "noisy": noisy, "latents": x0,
            "subject": latents["subject"]}
-    out.update(_contexts(latents, jax.random.uniform(key_text, (b,)) >= cfg.text_drop, cfg))
+    # Guidance's branches, as the sampler builds them (engine._branches): the null branch has the zero reference,
+    # no image tokens and the null text; the text-guidance branch has the reference and the null text.
+    keep_ref = jax.random.uniform(key_ref, (b,)) >= cfg.reference_drop  # [B]
+    keep_text = keep_ref & (jax.random.uniform(key_text, (b,)) >= cfg.text_drop)  # [B]
+    out.update(_contexts(latents, keep_ref, keep_text, cfg))
     if swap.num_prefix_frames:
         present = jax.random.uniform(key_anchor, (b,)) >= cfg.anchor_drop  # [B]
-        keep_ref = jax.random.uniform(key_ref, (b,)) >= cfg.reference_drop  # [B]; dropped = null_prefix's zeros
         z_r = _drop(keep_ref, latents["reference_latents"]) if swap.reference else None
         z_a = anchor_latent(x0, cfg.anchor_index) if swap.anchor else None
         out["prefix"] = prefix_inputs(z_r, z_a, present, mask_channels=swap.frames_per_latent,
