@@ -135,8 +135,9 @@ def swap_video(engine: Engine, inputs: JobInputs, cfg: SampleConfig, mask_cfg: M
     height, width = geo.model_hw
     dilate, feather = composite_radii(cfg, mask_cfg)
     alpha_model = composite_alpha(model["subject"], dilate, feather)  # [F, H, W] for the anchor frames
-    reference = engine.encode_image(reference_frame(inputs, ref_size, height, width))  # [1, 1, h, w, z]
-    embedding = None if engine.encoder is None else engine.embed_reference(reference_square(inputs, ref_size))
+    square = reference_square(inputs, ref_size)  # [S, S, 3], prepared once (a cut-out warning is said once)
+    reference = engine.encode_image(np.asarray(fit_reference(square[None], height, width)[0]))  # [1, 1, h, w, z]
+    embedding = None if engine.encoder is None else engine.embed_reference(square)
     shared = WindowInputs(pixels=None, mask=None, condition=None, reference=reference, anchor=None, text=inputs.text,
                           image=image_context, null_text=null_text, reference_embedding=embedding)
     scales = guidance_scales(cfg, guidance, text_guidance)
