@@ -22,8 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from swapjax.config import load_config
-    from swapjax.config_error import ConfigError
-    from swapjax.convert.checkpoint_io import CheckpointError
+    from swapjax.errors import ConfigError
+    from swapjax.errors import CheckpointError
     from swapjax.train import train
 
     try:

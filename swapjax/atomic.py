@@ -30,15 +30,9 @@ import signal
 import threading
 from typing import Iterator
 
-from swapjax.data.validate import InputError
+from swapjax.errors import OutputError
 
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
-
-
-class OutputError(InputError):
-    """An output path cannot be written; one line naming the output, what is wrong and the fix.
-
-    A subclass of `InputError`, so CLIs that report bad inputs with exit code 2 report it the same way."""
 
 
 class Terminated(SystemExit):

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import tyro
 
-from swapjax.config_error import ConfigError, require
+from swapjax.errors import ConfigError, require
 from swapjax.data.config import DataConfig, StageFromTrain
 from swapjax.models.dit_config import DiTConfig
 from swapjax.models.swap_config import Conditions, SwapConfig, validate_swap

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Float
 
-from swapjax.convert.checkpoint_io import CheckpointError
+from swapjax.errors import CheckpointError
 from swapjax.convert.pipeline import read_manifest
 from swapjax.convert.saved import load_converted
 from swapjax.models.clip_preprocess import ClipPreprocess, preprocess_image

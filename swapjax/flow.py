@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from swapjax.config_error import require
+from swapjax.errors import require
 
 NUM_TRAIN_TIMESTEPS = 1000  # diffusers' Wan schedulers: timestep = σ · 1000
 SOLVERS = ("euler", "unipc")

@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from swapjax.config_error import require
+from swapjax.errors import require
 from swapjax.loss_maps import check_velocity_shapes, latent_frame_of_pixel
 from swapjax.models.image_encoder import IMAGE_ENCODERS
 

@@ -29,7 +29,7 @@ import jax
 from flax import nnx
 from jax.sharding import AxisType, PartitionSpec
 
-from swapjax.config_error import require
+from swapjax.errors import require
 
 MESH_AXES = ("data", "fsdp", "tensor", "sequence")
 

@@ -9,7 +9,7 @@ import importlib.util
 import pathlib
 from typing import Any
 
-from swapjax.config_error import ConfigError
+from swapjax.errors import ConfigError
 
 
 def call_factory(path: str | pathlib.Path, factory: str, expected: type, *, label: str, missing_hint: str,

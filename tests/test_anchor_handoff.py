@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from swapjax.config_error import ConfigError
+from swapjax.errors import ConfigError
 from swapjax.models.conditioning import anchor_index
 from swapjax.sample import pipeline
 from swapjax.sample.engine import Engine, Generated, WindowInputs

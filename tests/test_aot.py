@@ -12,7 +12,7 @@ import pytest
 
 from swapjax.aot.cli import main, report
 from swapjax.aot.topology import CHIPS, compile_only_devices, libtpu_available, parse_slice, torus
-from swapjax.config_error import ConfigError
+from swapjax.errors import ConfigError
 
 needs_libtpu = pytest.mark.skipif(not libtpu_available(), reason="libtpu is not installed: pip install -e '.[tpu]' "
                                   "(the optional tpu extra) to compile for TPU slices")

@@ -16,8 +16,9 @@ import tempfile
 import pytest
 
 from swapjax import atomic
-from swapjax.atomic import OutputError, Terminated, atomic_write, check_output, scratch_dir
-from swapjax.data.validate import InputError
+from swapjax.atomic import Terminated, atomic_write, check_output, scratch_dir
+from swapjax.errors import OutputError
+from swapjax.errors import InputError
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from encoder_fixtures import rel_err, tiny_clip, tiny_processor
-from swapjax.convert.checkpoint_io import CheckpointError
+from swapjax.errors import CheckpointError
 from swapjax.convert.clip_vision import clip_vision_config_to_json, convert_clip_vision
 from swapjax.models.clip_preprocess import ClipPreprocess, preprocess_image
 from swapjax.models.clip_vision import abstract_clip_vision, clip_image_tokens

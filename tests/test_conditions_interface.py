@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from swapjax.config_error import ConfigError
+from swapjax.errors import ConfigError
 from swapjax.models.conditions import Condition, VideoStream, register_condition, registry
 from swapjax.models.conditions.pose import PoseGuider
 from swapjax.models.layer_inputs import LayerInputs, combine

@@ -144,7 +144,7 @@ def test_every_condition_reaches_the_sampled_model():
 def test_a_jobs_keypoint_track_reaches_the_points_condition():
     """`sample.py --keypoints` feeds the points condition too: padded with invisible points to the model's count
     (as training pads its examples), mapped to model pixels; more points than the model reads is one InputError."""
-    from swapjax.data.validate import InputError
+    from swapjax.errors import InputError
     from swapjax.sample.pipeline import swap_video
     from sample_fixtures import swap_inputs
 
@@ -207,7 +207,7 @@ def test_the_demo_config_takes_a_condition_by_override(tmp_path):
     (["sample.overlap_frames=4"], r"sample.overlap_frames \(4\) must be 1 mod the VAE's 4 frames per latent"),
 ])
 def test_conditions_and_anchor_that_cannot_train_are_one_line_errors(overrides, match):
-    from swapjax.config_error import ConfigError
+    from swapjax.errors import ConfigError
     from swapjax.train.loop import validate_conditions
 
     with pytest.raises(ConfigError, match=match):

@@ -6,7 +6,8 @@ import pathlib
 
 import pytest
 
-from swapjax.config import ConfigError, apply_overrides, load_config
+from swapjax.config import apply_overrides, load_config
+from swapjax.errors import ConfigError
 
 CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
 

@@ -7,7 +7,8 @@ import pathlib
 
 import pytest
 
-from swapjax.config import Config, ConfigError, load_config
+from swapjax.config import Config, load_config
+from swapjax.errors import ConfigError
 from swapjax.models.dit_config import DiTConfig
 from swapjax.models.vae_config import VAEConfig
 from swapjax.models.dit import abstract_dit, param_count

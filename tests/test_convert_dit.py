@@ -16,9 +16,10 @@ from diffusers import WanTransformer3DModel
 from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
 from flax import nnx
 
-from swapjax.config import ConfigError, load_config
+from swapjax.config import load_config
+from swapjax.errors import ConfigError
 from swapjax.convert.__main__ import detect_kind, main
-from swapjax.convert.checkpoint_io import CheckpointError
+from swapjax.errors import CheckpointError
 from swapjax.convert.dit import (ORIGINAL_PREFIX, convert_dit, dit_config_from_diffusers, dit_config_from_original,
                                  dit_config_to_diffusers, param_table)
 from swapjax.convert.saved import load_converted

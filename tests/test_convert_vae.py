@@ -13,7 +13,7 @@ from flax import nnx
 from safetensors.numpy import save_file
 
 from swapjax.models.vae_config import VAEConfig
-from swapjax.convert.checkpoint_io import CheckpointError
+from swapjax.errors import CheckpointError
 from swapjax.convert.vae import convert_vae, original_name, vae_config_from_diffusers
 from swapjax.parallel import logical_specs
 from wan_vae_torch import build_reference

@@ -17,7 +17,7 @@ from flax import nnx
 
 from sample_fixtures import CONFIG_PATH, box_track, clip, reference
 from swapjax.data import video_io
-from swapjax.data.validate import InputError
+from swapjax.errors import InputError
 from swapjax.evaluate import report
 from swapjax.evaluate.cases import read_cases
 from swapjax.evaluate.embedder import encoder_embedder

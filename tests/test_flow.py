@@ -11,7 +11,7 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
 
 from swapjax import flow
-from swapjax.config_error import ConfigError
+from swapjax.errors import ConfigError
 
 SHIFTS = (1.0, 3.0, 5.0)
 STEPS = (1, 2, 5, 20, 50)

@@ -10,8 +10,8 @@ from flax import nnx
 from safetensors.torch import save_file
 from torch import nn
 
-from swapjax.config_error import ConfigError
-from swapjax.convert.checkpoint_io import CheckpointError
+from swapjax.errors import ConfigError
+from swapjax.errors import CheckpointError
 from swapjax.convert.iresnet import convert_iresnet, iresnet_config_from_shapes
 from swapjax.models.image_encoder import (IMAGE_ENCODERS, SmallEncoderConfig, SmallImageEncoder,
                                           build_image_encoder, encode_images)

@@ -16,7 +16,7 @@ import pytest
 
 from train_fixtures import CONFIG, PYTHON, ROOT, compile_cache, on_mesh, run_train, subprocess_env  # noqa: F401
 from train_fixtures import tiny_config
-from swapjax.config_error import ConfigError
+from swapjax.errors import ConfigError
 from swapjax.data.pipeline import make_iterator
 from swapjax.train.data import ShardedBatches
 from swapjax.train.hosts import global_batch

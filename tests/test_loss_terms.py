@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from swapjax.config_error import ConfigError
+from swapjax.errors import ConfigError
 from swapjax.data.config import DataConfig
 from swapjax.losses import LOSS_TERMS, LossConfig, LossInputs
 from swapjax.train import pixel_terms

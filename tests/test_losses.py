@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from swapjax.config_error import ConfigError
+from swapjax.errors import ConfigError
 from swapjax.loss_maps import (frame_difference, frame_identity_cosines, landmark_proximity, mear_latent_weights,
                                mear_pixel_weights, pool_to_latent)
 from swapjax.losses import (LossConfig, LossInputs, coherence_chunk_onehot, coherence_weights, flow_matching_loss,

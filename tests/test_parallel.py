@@ -13,7 +13,8 @@ import pytest
 from flax import nnx
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
-from swapjax.config import ConfigError, load_config
+from swapjax.config import load_config
+from swapjax.errors import ConfigError
 from swapjax.models.dit import dit_apply, init_dit
 from swapjax.models.dit_block import BKNH, BLD, BLF, BLNH
 from swapjax.models.dit_config import DiTConfig

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from media_fixtures import box_mask
-from swapjax.config import ConfigError
+from swapjax.errors import ConfigError
 from swapjax.data.config import DataConfig, MaskConfig
 from swapjax.data import pipeline
 

@@ -12,7 +12,7 @@ import pytest
 
 from sample_fixtures import CONFIG_PATH, box_track, clip, write_checkpoint
 from swapjax.data import video_io
-from swapjax.data.validate import InputError
+from swapjax.errors import InputError
 from swapjax.evaluate.cases import read_cases
 from swapjax.sample import cli
 from swapjax.sample import jobs as job_lib

@@ -13,7 +13,7 @@ import pytest
 from flax import nnx
 
 from sample_fixtures import CONFIG, SAMPLE, random_models, write_checkpoint
-from swapjax.convert.checkpoint_io import CheckpointError
+from swapjax.errors import CheckpointError
 from swapjax.sample import checkpoint
 from swapjax.sample.engine import Engine
 

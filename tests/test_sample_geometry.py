@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from swapjax.config_error import ConfigError
+from swapjax.errors import ConfigError
 from swapjax.sample import windows
 from swapjax.sample.composite import composite, composite_alpha
 from swapjax.sample.config import SampleConfig

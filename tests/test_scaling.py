@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from train_fixtures import CONFIG, PYTHON, ROOT, compile_cache, subprocess_env  # noqa: F401 (compile_cache: fixture)
-from swapjax.config_error import ConfigError
+from swapjax.errors import ConfigError
 from swapjax.scaling.config import SweepConfig, load_sweep
 from swapjax.scaling.fit import fit_power_law, frontier
 from swapjax.scaling.runs import flops_per_step, plan_runs

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from swapjax.config import Config, ConfigError, load_config
+from swapjax.config import Config, load_config
+from swapjax.errors import ConfigError
 from swapjax.models.dit_config import DiTConfig
 from swapjax.models.swap_config import SwapConfig, validate_swap
-from swapjax.convert.checkpoint_io import CheckpointError
+from swapjax.errors import CheckpointError
 from swapjax.convert.dit import convert_dit
 from swapjax.convert.swap import check_base, convert_swap
 from swapjax.models.attention import attention, one_way_attention, one_way_mask

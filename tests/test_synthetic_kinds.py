@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from swapjax.config_error import ConfigError
+from swapjax.errors import ConfigError
 from swapjax.data import synthetic_assets as assets
 from swapjax.data.config import DataConfig
 from swapjax.data.pipeline import make_source

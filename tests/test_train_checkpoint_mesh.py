@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from train_fixtures import broken_restore, compiled_step, flat, model_batch, on_mesh, randomized, tiny_config
-from swapjax.convert.checkpoint_io import CheckpointError
+from swapjax.errors import CheckpointError
 from swapjax.train.checkpoint import Checkpoints
 from swapjax.train.loop import build_dit
 

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from train_fixtures import ROOT, compile_cache, losses, run_train, tiny_config  # noqa: F401
-from swapjax.config_error import ConfigError
+from swapjax.errors import ConfigError
 from swapjax.convert.saved import CONFIG_FILE
 from swapjax.train.loop import validate
 

@@ -16,7 +16,7 @@ from jax.extend.core import ClosedJaxpr, Jaxpr, jaxprs_in_params
 from train_fixtures import on_mesh, tiny_config
 from swapjax.data.pipeline import make_iterator
 from swapjax.loss_maps import frame_identity_cosines, mear_latent_weights, subject_crops
-from swapjax.config_error import ConfigError
+from swapjax.errors import ConfigError
 from swapjax.losses import LossConfig, LossInputs, total_loss
 from swapjax.models.image_encoder import encode_images
 from swapjax.models.swap import SwapInputs

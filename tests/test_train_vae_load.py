@@ -9,7 +9,7 @@ import dataclasses
 import pytest
 
 from sample_fixtures import CONFIG, random_values
-from swapjax.config_error import ConfigError
+from swapjax.errors import ConfigError
 from swapjax.convert.saved import save_converted
 from swapjax.models.vae import abstract_vae
 from swapjax.parallel import make_mesh

@@ -14,7 +14,7 @@ import torch
 from flax import nnx
 
 from encoder_fixtures import SENTENCES, rel_err, tiny_tokenizer, tiny_umt5
-from swapjax.convert.checkpoint_io import CheckpointError
+from swapjax.errors import CheckpointError
 from swapjax.convert.umt5 import convert_umt5, umt5_config_to_json
 from swapjax.models.dit import param_count
 from swapjax.models.umt5 import abstract_umt5, prompt_embeddings, relative_buckets, umt5_apply

@@ -12,7 +12,7 @@ import pytest
 
 from media_fixtures import box_mask, smooth_video, snapshot
 from swapjax.data import tracks, validate, video_io
-from swapjax.data.validate import InputError
+from swapjax.errors import InputError
 
 
 def _mp4(folder, name="v.mp4", frames=None):

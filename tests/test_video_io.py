@@ -11,7 +11,7 @@ import pytest
 
 from media_fixtures import box_mask, smooth_video, snapshot, write_av_source
 from swapjax.data import tracks, video_io
-from swapjax.data.validate import InputError
+from swapjax.errors import InputError
 
 
 def _probe(path):

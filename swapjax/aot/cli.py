@@ -17,7 +17,7 @@ from typing import Sequence
 from swapjax.aot.topology import GIB, Slice, compile_only_devices, parse_slice
 from swapjax.cli_parser import OneLineParser
 from swapjax.config import load_config
-from swapjax.config_error import ConfigError
+from swapjax.errors import ConfigError
 
 EXIT_OOM = 3
 STEPS = ("train", "sample")

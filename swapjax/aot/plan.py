@@ -27,7 +27,7 @@ from flax import nnx
 
 from swapjax import flow
 from swapjax.config import Config
-from swapjax.config_error import require
+from swapjax.errors import require
 from swapjax.models.clip_vision_config import ClipVisionConfig
 from swapjax.models.conditioning import pack_mask
 from swapjax.models.swap import abstract_swap

@@ -19,7 +19,7 @@ import math
 import os
 import re
 
-from swapjax.config_error import ConfigError
+from swapjax.errors import ConfigError
 
 GIB = 2**30
 

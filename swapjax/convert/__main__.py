@@ -38,10 +38,11 @@ from flax import nnx
 from swapjax.atomic import Terminated, check_output
 from swapjax.cli_parser import OneLineParser
 from swapjax.config import Config, load_config
-from swapjax.config_error import ConfigError
-from swapjax.convert.checkpoint_io import CheckpointError, ConversionWarning, TensorReader, read_json_config
+from swapjax.errors import ConfigError
+from swapjax.convert.checkpoint_io import ConversionWarning, TensorReader, read_json_config
+from swapjax.errors import CheckpointError
 from swapjax.convert.saved import save_converted
-from swapjax.data.validate import InputError
+from swapjax.errors import InputError
 from swapjax.models.layers import DTYPES
 
 DIT_CLASSES = ("WanTransformer3DModel", "WanModel")

@@ -22,17 +22,13 @@ import ml_dtypes  # noqa: F401  (registers bfloat16 with numpy so safetensors ca
 import numpy as np
 from safetensors import safe_open
 
-from swapjax.config_error import ConfigError
+from swapjax.errors import CheckpointError, ConfigError  # noqa: F401  (CheckpointError: raised here, re-exported)
 
 PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 # Keys under which published training checkpoints keep the model's state dict, tried in this order.
 NESTED_STATE_KEYS = ("state_dict", "model_state_dict", "model", "module")
 PIPELINE_PARTS = ("transformer", "vae")
 T = TypeVar("T")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint cannot be read or does not match the config; the message says which and how to fix it."""
 
 
 class ConversionWarning(UserWarning):

@@ -17,7 +17,8 @@ from typing import Any
 
 from flax import nnx
 
-from swapjax.convert.checkpoint_io import CheckpointError, TensorReader, config_from_json, json_value
+from swapjax.convert.checkpoint_io import TensorReader, config_from_json, json_value
+from swapjax.errors import CheckpointError
 from swapjax.convert.table import Entry, fill_state
 from swapjax.models.clip_vision import abstract_clip_vision
 from swapjax.models.clip_vision_config import ClipVisionConfig

@@ -26,8 +26,8 @@ import numpy as np
 from flax import nnx
 
 from swapjax.models.dit_config import DiTConfig
-from swapjax.convert.checkpoint_io import (CheckpointError, TensorReader, check_shapes, config_from_json, is_finite,
-                                           json_value, warn_nonfinite)
+from swapjax.convert.checkpoint_io import TensorReader, check_shapes, config_from_json, is_finite, json_value, warn_nonfinite
+from swapjax.errors import CheckpointError
 from swapjax.models.dit import abstract_dit
 from swapjax.models.layers import DTYPES
 

@@ -26,7 +26,8 @@ from typing import NamedTuple
 import numpy as np
 from flax import nnx
 
-from swapjax.convert.checkpoint_io import CheckpointError, TensorReader, check_shapes
+from swapjax.convert.checkpoint_io import TensorReader, check_shapes
+from swapjax.errors import CheckpointError
 from swapjax.models.iresnet import IResNetConfig, abstract_iresnet
 from swapjax.models.layers import DTYPES
 

@@ -32,8 +32,9 @@ from flax import nnx
 
 from swapjax.atomic import atomic_write, check_output
 from swapjax.config import Config
-from swapjax.config_error import ConfigError
-from swapjax.convert.checkpoint_io import CheckpointError, config_from_json
+from swapjax.errors import ConfigError
+from swapjax.convert.checkpoint_io import config_from_json
+from swapjax.errors import CheckpointError
 from swapjax.convert.saved import save_converted
 
 MANIFEST = "manifest.json"

@@ -22,7 +22,8 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from swapjax.atomic import atomic_write, check_output
-from swapjax.convert.checkpoint_io import CheckpointError, check_shapes
+from swapjax.convert.checkpoint_io import check_shapes
+from swapjax.errors import CheckpointError
 from swapjax.models.clip_vision_config import ClipVisionConfig
 from swapjax.models.dit_config import DiTConfig
 from swapjax.models.swap_config import Conditions, SwapConfig

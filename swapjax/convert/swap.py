@@ -22,10 +22,11 @@ import numpy as np
 from flax import nnx
 
 from swapjax.config import Config
-from swapjax.config_error import ConfigError
+from swapjax.errors import ConfigError
 from swapjax.models.dit_config import DiTConfig
 from swapjax.models.swap_config import SwapConfig
-from swapjax.convert.checkpoint_io import CheckpointError, TensorReader, config_from_json
+from swapjax.convert.checkpoint_io import TensorReader, config_from_json
+from swapjax.errors import CheckpointError
 from swapjax.convert.dit import convert_dit, dit_config_from_json
 from swapjax.models.execution import architecture
 from swapjax.models.layers import DTYPES

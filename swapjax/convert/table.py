@@ -19,7 +19,8 @@ from typing import Mapping, NamedTuple, Sequence
 import numpy as np
 from flax import nnx
 
-from swapjax.convert.checkpoint_io import CheckpointError, TensorReader, check_shapes, is_finite, warn_nonfinite
+from swapjax.convert.checkpoint_io import TensorReader, check_shapes, is_finite, warn_nonfinite
+from swapjax.errors import CheckpointError
 from swapjax.models.layers import DTYPES
 
 

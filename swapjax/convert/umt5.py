@@ -17,7 +17,8 @@ from typing import Any
 
 from flax import nnx
 
-from swapjax.convert.checkpoint_io import CheckpointError, TensorReader, config_from_json, json_value
+from swapjax.convert.checkpoint_io import TensorReader, config_from_json, json_value
+from swapjax.errors import CheckpointError
 from swapjax.convert.table import Entry, fill_state
 from swapjax.models.umt5 import abstract_umt5
 from swapjax.models.umt5_config import UMT5Config

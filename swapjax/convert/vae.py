@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 from flax import nnx
 
-from swapjax.config_error import ConfigError
+from swapjax.errors import ConfigError
 from swapjax.models.vae_config import VAEConfig
-from swapjax.convert.checkpoint_io import (CheckpointError, ConversionWarning, TensorReader, check_shapes,
-                                           config_from_json, is_finite, json_value, warn_nonfinite)
+from swapjax.convert.checkpoint_io import ConversionWarning, TensorReader, check_shapes, config_from_json, is_finite, json_value, warn_nonfinite
+from swapjax.errors import CheckpointError
 from swapjax.models.layers import DTYPES
 from swapjax.models.vae import abstract_vae
 

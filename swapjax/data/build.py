@@ -17,7 +17,7 @@ import time
 
 from swapjax.cli_parser import OneLineParser
 from swapjax.atomic import Terminated, check_output
-from swapjax.data.validate import InputError
+from swapjax.errors import InputError
 
 PROG = "python -m swapjax.data.build"
 

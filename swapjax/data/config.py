@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from swapjax.config_error import require
+from swapjax.errors import require
 from swapjax.data.synthetic_assets import BACKGROUND_KINDS, TEXTURE_KINDS
 
 

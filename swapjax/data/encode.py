@@ -24,9 +24,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from swapjax.atomic import Terminated, atomic_write, check_output
-from swapjax.convert.checkpoint_io import CheckpointError
+from swapjax.errors import CheckpointError
 from swapjax.data.reference import reference_crop
-from swapjax.data.validate import InputError
+from swapjax.errors import InputError
 
 PROG = "python -m swapjax.data.encode"
 INDEX_FILE = "encodings.json"

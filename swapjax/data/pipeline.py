@@ -31,7 +31,7 @@ import cv2
 import grain
 import numpy as np
 
-from swapjax.config_error import ConfigError
+from swapjax.errors import ConfigError
 from swapjax.data.config import DataConfig, MaskConfig
 from swapjax.data import keypoints as keypoint_render
 from swapjax.data import masks

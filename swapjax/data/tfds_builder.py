@@ -32,7 +32,8 @@ import tensorflow_datasets as tfds
 
 from swapjax.atomic import atomic_write, scratch_dir
 from swapjax.data import tracks, video_io
-from swapjax.data.validate import InputError, check_keypoints
+from swapjax.data.validate import check_keypoints
+from swapjax.errors import InputError
 
 SPLITS = ("train", "validation", "test")
 MASK_SUFFIXES = video_io.MASK_FILE_SUFFIXES

@@ -32,7 +32,8 @@ import numpy as np
 
 from swapjax.data import keypoints
 from swapjax.atomic import atomic_write
-from swapjax.data.validate import InputError, check_file
+from swapjax.data.validate import check_file
+from swapjax.errors import InputError
 
 KEYPOINT_KINDS = keypoints.KINDS
 

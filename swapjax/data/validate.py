@@ -15,12 +15,10 @@ import pathlib
 
 import numpy as np
 
+from swapjax.errors import InputError
+
 VAE_TEMPORAL_FACTOR = 4  # Wan VAE: F = 4 * (f - 1) + 1 pixel frames per f latent frames
 SIZE_MULTIPLE = 16  # VAE downsampling (8) times the DiT patch (2)
-
-
-class InputError(ValueError):
-    """A user input is unusable; the one-line message names it, says what is wrong and how to fix it."""
 
 
 def _fail(message: str) -> None:

@@ -31,7 +31,8 @@ import numpy as np
 from swapjax.data import masks as mask_ops
 from swapjax.data import tracks
 from swapjax.atomic import atomic_write
-from swapjax.data.validate import InputError, check_file, check_finite, check_fps, check_mask, check_video
+from swapjax.data.validate import check_file, check_finite, check_fps, check_mask, check_video
+from swapjax.errors import InputError
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")

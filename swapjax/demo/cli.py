@@ -55,10 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     from swapjax.atomic import atomic_write
     from swapjax.config import load_config
-    from swapjax.config_error import ConfigError
-    from swapjax.convert.checkpoint_io import CheckpointError
+    from swapjax.errors import ConfigError
+    from swapjax.errors import CheckpointError
     from swapjax.convert.saved import load_converted
-    from swapjax.data.validate import InputError
+    from swapjax.errors import InputError
     from swapjax.demo.cases import write_cases
     from swapjax.demo.goals import all_passed, check_goals, goals_text
     from swapjax.evaluate.cli import evaluate

@@ -31,7 +31,7 @@ import re
 from typing import Any
 
 from swapjax.data import video_io
-from swapjax.data.validate import InputError
+from swapjax.errors import InputError
 from swapjax.sample import jobs as job_lib
 from swapjax.sample.inputs import JobInputs, read_video
 

@@ -30,9 +30,9 @@ from typing import Any, Sequence
 
 from swapjax.cli_parser import OneLineParser
 from swapjax.atomic import check_output
-from swapjax.config_error import ConfigError
-from swapjax.convert.checkpoint_io import CheckpointError
-from swapjax.data.validate import InputError
+from swapjax.errors import ConfigError
+from swapjax.errors import CheckpointError
+from swapjax.errors import InputError
 from swapjax.evaluate import report
 from swapjax.evaluate.cases import Cases, read_cases
 

@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from swapjax.convert.checkpoint_io import CheckpointError
+from swapjax.errors import CheckpointError
 
 CONFIG_FILE = "preprocessor_config.json"
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from swapjax.config_error import require
+from swapjax.errors import require
 from swapjax.models.activations import ACTIVATION_FNS
 from swapjax.models.attention import BACKENDS
 from swapjax.models.execution import execution_field

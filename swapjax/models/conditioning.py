@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
 
-from swapjax.config_error import ConfigError
+from swapjax.errors import ConfigError
 
 __all__ = ["pack_mask", "agnostic_video", "fuse_video_inputs", "reference_inputs", "anchor_inputs",
            "prefix_inputs", "anchor_index"]

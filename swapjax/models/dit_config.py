@@ -6,7 +6,7 @@ import dataclasses
 
 import jax
 
-from swapjax.config_error import require
+from swapjax.errors import require
 from swapjax.models.attention import BACKENDS
 from swapjax.models.execution import execution_field
 from swapjax.models.layers import DTYPES

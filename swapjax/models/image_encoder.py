@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float
 
-from swapjax.config_error import require
+from swapjax.errors import require
 from swapjax.models.execution import execution_field
 from swapjax.models.iresnet import IResNet, IResNetConfig
 from swapjax.models.layers import DTYPES

@@ -39,7 +39,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float
 
-from swapjax.config_error import ConfigError
+from swapjax.errors import ConfigError
 from swapjax.models.conditioning import prefix_inputs
 from swapjax.models.conditions import (Condition, VideoStream, build_conditions, condition_inputs,
                                        not_configured)

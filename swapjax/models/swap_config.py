@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping, Sequence
 
-from swapjax.config_error import require
+from swapjax.errors import require
 from swapjax.models.dit_config import DiTConfig
 
 

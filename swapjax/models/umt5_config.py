@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from swapjax.config_error import require
+from swapjax.errors import require
 from swapjax.models.activations import ACTIVATION_FNS
 from swapjax.models.execution import execution_field
 from swapjax.models.layers import DTYPES

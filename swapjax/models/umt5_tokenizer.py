@@ -21,7 +21,7 @@ import ftfy
 import numpy as np
 from tokenizers import Tokenizer
 
-from swapjax.convert.checkpoint_io import CheckpointError
+from swapjax.errors import CheckpointError
 
 TOKENIZER_FILE = "tokenizer.json"
 _CONFIG_FILES = ("tokenizer_config.json", "special_tokens_map.json")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from swapjax.config_error import require
+from swapjax.errors import require
 from swapjax.models.execution import architecture, execution_field
 from swapjax.models.layers import DTYPES
 

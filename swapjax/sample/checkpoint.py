@@ -44,7 +44,8 @@ from flax import nnx
 from swapjax.atomic import atomic_write
 from swapjax.config import Config
 from swapjax.convert import saved
-from swapjax.convert.checkpoint_io import CheckpointError, check_shapes
+from swapjax.convert.checkpoint_io import check_shapes
+from swapjax.errors import CheckpointError
 from swapjax.convert.pipeline import read_manifest
 from swapjax.models.dit_config import DiTConfig
 from swapjax.models.execution import architecture

@@ -32,9 +32,9 @@ from typing import Any, Sequence
 
 from swapjax.cli_parser import OneLineParser
 from swapjax.config import Config, load_config
-from swapjax.config_error import ConfigError
-from swapjax.convert.checkpoint_io import CheckpointError
-from swapjax.data.validate import InputError
+from swapjax.errors import ConfigError
+from swapjax.errors import CheckpointError
+from swapjax.errors import InputError
 from swapjax.sample import jobs as job_lib
 from swapjax.sample.config import SampleConfig
 

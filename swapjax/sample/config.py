@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from swapjax.config_error import require
+from swapjax.errors import require
 from swapjax.flow import SamplerConfig
 
 VAE_FRAMES = 4  # Wan VAE: pixel frames per latent frame after the first

@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from swapjax.convert.checkpoint_io import CheckpointError
+from swapjax.errors import CheckpointError
 from swapjax.encoding import ImageEncoder, TextEncoder
 from swapjax.models.dit_config import DiTConfig
 from swapjax.sample.inputs import JobInputs

@@ -32,8 +32,8 @@ import numpy as np
 
 from swapjax.data import keypoints as keypoint_render
 from swapjax.data import tracks, video_io
-from swapjax.data.validate import (InputError, check_file, check_finite, check_fps, check_mask, check_reference,
-                                   check_video)
+from swapjax.data.validate import check_file, check_finite, check_fps, check_mask, check_reference, check_video
+from swapjax.errors import InputError
 from swapjax.data.reference import composite_on_grey
 
 DEFAULT_FPS = 24.0

@@ -30,7 +30,7 @@ import pathlib
 from typing import Any, Callable
 
 from swapjax.data import video_io
-from swapjax.data.validate import InputError
+from swapjax.errors import InputError
 from swapjax.sample.inputs import JobInputs, read_case, read_inputs
 
 _PATH_KEYS = ("video", "case", "mask", "reference", "reference_mask", "condition", "keypoints", "text", "out")

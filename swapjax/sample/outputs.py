@@ -14,7 +14,7 @@ import numpy as np
 
 from swapjax.atomic import check_output
 from swapjax.data import video_io
-from swapjax.data.validate import InputError
+from swapjax.errors import InputError
 from swapjax.sample.inputs import JobInputs
 from swapjax.sample.pipeline import SwapResult, letterbox
 

@@ -26,7 +26,7 @@ from swapjax.data import masks
 from swapjax.data.config import DataConfig, MaskConfig
 from swapjax.data.keypoints import render_keypoints
 from swapjax.data.pipeline import fixed_keypoints
-from swapjax.data.validate import InputError
+from swapjax.errors import InputError
 from swapjax.models.conditions import data_needs
 from swapjax.data.reference import NEUTRAL_GREY, prepare_reference
 from swapjax.models.reference_frame import fit_reference

@@ -18,7 +18,7 @@ from typing import Sequence
 
 from swapjax.atomic import atomic_write
 from swapjax.cli_parser import OneLineParser
-from swapjax.config_error import ConfigError
+from swapjax.errors import ConfigError
 
 
 def write_csv(path: pathlib.Path, rows: list[dict], fields: Sequence[str]) -> None:

@@ -7,7 +7,7 @@ import dataclasses
 import math
 import pathlib
 
-from swapjax.config_error import ConfigError, require
+from swapjax.errors import ConfigError, require
 from swapjax.python_file import call_factory
 
 

@@ -35,9 +35,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from swapjax.atomic import Terminated, check_output
     from swapjax.config import load_config
-    from swapjax.config_error import ConfigError
-    from swapjax.convert.checkpoint_io import CheckpointError
-    from swapjax.data.validate import InputError
+    from swapjax.errors import ConfigError
+    from swapjax.errors import CheckpointError
+    from swapjax.errors import InputError
     from swapjax.train.cache_writer import write_cache
     from swapjax.train.loop import cache_keys, with_condition_data
 

@@ -20,7 +20,7 @@ from flax import nnx
 from tqdm import tqdm
 
 from swapjax.config import Config
-from swapjax.config_error import ConfigError, require
+from swapjax.errors import ConfigError, require
 from swapjax.data.pipeline import ExampleBuilder, make_source
 from swapjax.parallel import LOGICAL_AXIS_RULES, make_mesh
 from swapjax.train.hosts import global_batch

@@ -31,7 +31,8 @@ import jax
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from swapjax.convert.checkpoint_io import CheckpointError, check_shapes
+from swapjax.convert.checkpoint_io import check_shapes
+from swapjax.errors import CheckpointError
 from swapjax.train.state import TrainState, path_name
 
 STATE, DATA, CONFIG = "state", "data_iter", "config"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from swapjax.config_error import require
+from swapjax.errors import require
 
 STAGES = ("1", "2", "lora")
 # Stage 1 trains these (path prefixes of the parameter tree, "/"-joined): the self-attention of every block, the

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-from swapjax.config_error import require
+from swapjax.errors import require
 from swapjax.data.config import DataConfig
 from swapjax.data.pipeline import make_iterator
 

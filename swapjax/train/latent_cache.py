@@ -37,7 +37,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from swapjax.config_error import ConfigError
+from swapjax.errors import ConfigError
 from swapjax.data.config import DataConfig
 
 INDEX_FILE = "cache.json"

@@ -29,7 +29,7 @@ import optax
 from flax import nnx
 
 from swapjax.config import Config
-from swapjax.config_error import ConfigError, require
+from swapjax.errors import ConfigError, require
 from swapjax.losses import LossConfig
 from swapjax.models.conditioning import anchor_index
 from swapjax.models.conditions import data_needs, needed_batch_keys, settings

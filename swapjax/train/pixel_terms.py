@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from swapjax.config_error import ConfigError
+from swapjax.errors import ConfigError
 from swapjax.data.config import DataConfig
 from swapjax.data.reference import NEUTRAL_GREY
 from swapjax.loss_maps import cosine_similarity, mear_latent_weights, subject_crops

@@ -25,7 +25,7 @@ import numpy as np
 from flax import nnx
 
 from swapjax.config import Config
-from swapjax.config_error import ConfigError
+from swapjax.errors import ConfigError
 from swapjax.convert.saved import load_converted, save_converted
 from swapjax.models.vae import WanVAE, abstract_vae, sample_latent
 from swapjax.models.vae_config import VAEConfig, fixed_differences

@@ -23,7 +23,7 @@ from flax import nnx
 from jaxtyping import Array, Float
 
 from swapjax.models.conditions.base import Condition, VideoStream
-from swapjax.config_error import require
+from swapjax.errors import require
 from swapjax.models.conditions.base import layer_list_ok
 from swapjax.models.conditions.registry import register_condition, settings
 from swapjax.models.dit_config import DiTConfig

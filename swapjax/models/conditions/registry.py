@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping, NamedTuple
 
 from flax import nnx
 
-from swapjax.config_error import require
+from swapjax.errors import require
 from swapjax.models.conditions.base import BATCH_KEYS, Condition
 from swapjax.models.dit_config import DiTConfig
 from swapjax.models.swap_config import SwapConfig

@@ -1,0 +1,115 @@
+"""One behaviour for every entry point: the `--set` grammar, the `error:` line, the exit codes, the cleanup.
+
+    def main(argv=None) -> int:
+        parser = OneLineParser(prog=PROG, description=...)
+        add_set_argument(parser)                         # --set K=V [K=V ...], repeatable; all kept, in order
+        args = parser.parse_args(argv)
+        return run_main(lambda: _run(args), creates=[args.workdir])
+
+Exit codes (the same in every command): 0 done; 1 the run ran but part of it failed (non-finite steps, a batch
+with failed jobs, a missed goal under --strict); 2 bad input: one `error: <message>` line naming the input and
+the fix, and every folder or file in `creates` that did not exist before the run is removed; 128 + N stopped by
+signal N (SIGTERM: 143). A foreign library's error that `errors.foreign_message` recognises is reported like a
+bad input; anything else is a bug and keeps its traceback. This module imports only the ground floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import enum
+import os
+import pathlib
+import shutil
+import sys
+from typing import Any, Callable, Iterable
+
+from swapjax.errors import SwapjaxError, foreign_message
+
+EXIT_OK, EXIT_PARTIAL, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class Status(str, enum.Enum):
+    """How a piece of work ended (a training stage, a sampling job, a command)."""
+
+    DONE = "done"            # finished
+    PREEMPTED = "preempted"  # stopped by SIGTERM after saving; running the command again resumes
+    NONFINITE = "nonfinite"  # training stopped after too many non-finite steps; nothing saved
+    FAILED = "failed"        # a job could not run; `message` is its one line
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """The one outcome type: `status`, a one-line `message`, and what the work produced (`step` for training,
+    `report` for a sampling job, `subject`: the job or case it was about)."""
+
+    status: Status
+    message: str = ""
+    step: int | None = None
+    report: dict[str, Any] | None = None
+    subject: Any = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status in (Status.DONE, Status.PREEMPTED)
+
+
+def exit_code(outcomes: Iterable[Outcome]) -> int:
+    """0 when every outcome is ok, 1 (`EXIT_PARTIAL`) when any failed or went non-finite."""
+    return EXIT_OK if all(o.ok for o in outcomes) else EXIT_PARTIAL
+
+
+def add_set_argument(parser: argparse.ArgumentParser, help: str = "dotted config overrides, e.g. "
+                     "train.steps=10 optimizer.lr=3e-4") -> None:
+    """`--set KEY=VALUE [KEY=VALUE ...]`, repeatable; every value of every `--set` is kept, in order, in
+    `args.overrides` (a later value of the same key wins, as `config.apply_overrides` says)."""
+    parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                        help=help + "; may be repeated")
+
+
+def say(message: str) -> None:
+    """One `error:` line on stderr; a message listing items on further lines is folded into that line."""
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    text = lines[0] + (": " + "; ".join(lines[1:]) if len(lines) > 1 else "") if lines else "failed"
+    print(f"error: {text}", file=sys.stderr, flush=True)
+
+
+def run_main(body: Callable[[], int], creates: Iterable[str | os.PathLike | None] = ()) -> int:
+    """Runs `body` (which returns an exit code) under the shared policy of the module docstring."""
+    watched = [pathlib.Path(p).absolute() for p in creates if p is not None]
+    fresh = [_outermost_missing(p) for p in watched if not p.exists() and not p.is_symlink()]
+    try:
+        code = body()
+    except SwapjaxError as err:
+        return _fail(str(err), fresh)
+    except Exception as err:
+        message = foreign_message(err)
+        if message is None:
+            raise
+        return _fail(message, fresh)
+    if code == EXIT_BAD_INPUT:
+        _remove(fresh)
+    return code
+
+
+def _fail(message: str, fresh: list[pathlib.Path]) -> int:
+    _remove(fresh)
+    say(message)
+    return EXIT_BAD_INPUT
+
+
+def _outermost_missing(path: pathlib.Path) -> pathlib.Path:
+    """The outermost ancestor of `path` (or `path` itself) that does not exist yet: what a run creating `path`
+    with its parents creates."""
+    while not path.parent.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
+def _remove(paths: list[pathlib.Path]) -> None:
+    """Removes what the failed run created (each path with the parent folders it made)."""
+    for path in paths:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists() or path.is_symlink():
+            path.unlink(missing_ok=True)
