@@ -9,8 +9,8 @@ mean of per-frame means), so a small frame counts as much per pixel as a large o
 - `masked_scores`: PSNR / SSIM against a ground truth inside a region;
 - `flicker`: mean absolute change between consecutive frames; `warp_error`: the same after warping frame
   `t + 1` back onto frame `t` along the optical flow (Farneback, `farneback_flow`);
-- `window_seam_ratio`, `window_colour_drift`: the long-video join scores of `swapjax.sample.windows` (computed
-  there, only wrapped here);
+- `seam_ratio`, `window_colours`, `colour_drift`: the long-video join scores, over any window plan (objects
+  with `start` / `stop`: `swapjax.sample.windows.plan_windows` makes them; every sampling run reports them);
 - `subject_colour_distances`: the mean colour of the swapped region against the reference's subject and the
   original subject; `segment_subject` + `centroid_error`: where the new subject is, against the source track;
 - `embedding_similarity`: cosine similarity of the swapped subject and the reference under any embedding
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import pathlib
-from typing import Callable
+from typing import Callable, Protocol, Sequence
 
 import cv2
 import numpy as np
@@ -33,7 +33,6 @@ from skimage.metrics import structural_similarity
 
 from swapjax.data import masks, video_io
 from swapjax.data.reference import NEUTRAL_GREY
-from swapjax.sample import windows
 
 PIXEL_MAX = 255.0
 SSIM_WINDOW = 7  # scikit-image's default window side; smaller frames use the largest odd side that fits
@@ -179,19 +178,58 @@ def warp_error(frames: np.ndarray, flow: np.ndarray | None = None, region: np.nd
     return total / count if count else math.nan
 
 
-def window_seam_ratio(frames: np.ndarray, region: np.ndarray, window_frames: int, overlap_frames: int
-                      ) -> float | None:
-    """`swapjax.sample.windows.seam_ratio` of a video `[F, H, W, 3]` in `region` `[F, H, W]` for the windows
-    the sampler cuts with these settings: frame change at the joins over inside windows (None: one window)."""
-    plan = windows.plan_windows(len(frames), window_frames, overlap_frames)
-    return windows.seam_ratio(np.asarray(frames), region, plan)
+class Span(Protocol):
+    """A window of a plan: frames `[start, stop)` (`swapjax.sample.windows.Window` is one)."""
+
+    start: int
+    stop: int
 
 
-def window_colour_drift(frames: np.ndarray, region: np.ndarray, window_frames: int, overlap_frames: int) -> float:
-    """`swapjax.sample.windows.colour_drift`: the largest RGB distance of a window's mean colour in `region`
-    `[F, H, W]` from the first window's, for a video `[F, H, W, 3]`."""
-    plan = windows.plan_windows(len(frames), window_frames, overlap_frames)
-    return windows.colour_drift(windows.window_colours(np.asarray(frames), region, plan))
+def join_transitions(plan: Sequence[Span]) -> list[int]:
+    """Indices `t` of the frame changes `t -> t + 1` where a window starts or stops contributing."""
+    joins = set()
+    for prev, win in zip(plan[:-1], plan[1:]):
+        joins.update({win.start - 1, prev.stop - 1})
+    return sorted(t for t in joins if 0 <= t < plan[-1].stop - 1)
+
+
+def seam_ratio(frames: np.ndarray, region: np.ndarray, plan: Sequence[Span]) -> float | None:
+    """Mean change in `region` `t -> t + 1` at the joins of `plan` over the mean change elsewhere.
+
+    `frames` `[F, H, W, 3]`, `region` `[F, H, W]` (the swapped region); ~1 means no visible seam; None for a
+    single window or when nothing changes inside windows."""
+    joins = join_transitions(plan)
+    frames = np.asarray(frames)
+    if not joins or frames.shape[0] < 3:
+        return None
+    x = frames.astype(np.float32)
+    inside_region = (np.asarray(region[:-1]) != 0) | (np.asarray(region[1:]) != 0)  # [F - 1, H, W]
+    diff = np.abs(x[1:] - x[:-1]).mean(axis=-1)  # [F - 1, H, W]
+    per_step = (diff * inside_region).sum(axis=(1, 2)) / np.maximum(inside_region.sum(axis=(1, 2)), 1)  # [F - 1]
+    inside = np.setdiff1d(np.arange(per_step.shape[0]), joins)
+    if inside.size == 0 or per_step[inside].mean() == 0:
+        return None
+    return float(per_step[joins].mean() / per_step[inside].mean())
+
+
+def window_colours(frames: np.ndarray, region: np.ndarray, plan: Sequence[Span]) -> np.ndarray:
+    """Mean RGB of `region` per window: float `[n, 3]` (NaN for a window whose region is empty)."""
+    frames = np.asarray(frames)
+    out = np.full((len(plan), 3), np.nan)
+    for i, win in enumerate(plan):
+        m = np.asarray(region[win.start:win.stop]) != 0  # [w, H, W]
+        if m.any():
+            out[i] = frames[win.start:win.stop][m].astype(np.float64).mean(axis=0)
+    return out
+
+
+def colour_drift(colours: np.ndarray) -> float:
+    """The largest RGB distance (0..255 units) of a window's mean colour (`window_colours`) from the first
+    window's (0 for one window)."""
+    valid = colours[~np.isnan(colours).any(axis=1)]
+    if len(valid) < 2:
+        return 0.0
+    return float(np.linalg.norm(valid - valid[0], axis=1).max())
 
 
 def reference_subject(reference: np.ndarray, tolerance: int = 6) -> np.ndarray:

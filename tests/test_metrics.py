@@ -10,6 +10,7 @@ import pytest
 
 from swapjax import metrics
 from swapjax.data import video_io
+from swapjax.sample.windows import plan_windows
 
 C1 = (0.01 * 255) ** 2  # SSIM's luminance constant for 8-bit pixels
 
@@ -108,12 +109,14 @@ def test_window_scores_by_hand():
     levels = np.cumsum([0, 2, 2, 2, 10, 10, 2, 2, 2])
     video = np.stack([_const(v)[0] for v in levels])  # [9, 8, 8, 3]
     region = np.ones((9, 8, 8), np.uint8)
-    assert metrics.window_seam_ratio(video, region, 5, 1) == pytest.approx(10 / 2)
-    assert metrics.window_seam_ratio(video[:5], region[:5], 5, 1) is None  # one window, no joins
+    plan = plan_windows(9, 5, 1)
+    assert [(w.start, w.stop) for w in plan] == [(0, 5), (4, 9)]
+    assert metrics.seam_ratio(video, region, plan) == pytest.approx(10 / 2)
+    assert metrics.seam_ratio(video[:5], region[:5], plan_windows(5, 5, 1)) is None  # one window, no joins
     colours = np.array([[10, 10, 10]] * 5 + [[13, 14, 10]] * 4, np.uint8)
     video = np.broadcast_to(colours[:, None, None], (9, 8, 8, 3))
     # window 2 (frames 4..8) averages (10, 10, 10) once and (13, 14, 10) four times: (12.4, 13.2, 10)
-    assert metrics.window_colour_drift(video, region, 5, 1) == pytest.approx(math.hypot(2.4, 3.2))
+    assert metrics.colour_drift(metrics.window_colours(video, region, plan)) == pytest.approx(math.hypot(2.4, 3.2))
 
 
 def _reference() -> np.ndarray:
@@ -194,7 +197,7 @@ def test_identical_videos_get_the_ideal_scores():
     assert metrics.flicker(video.copy(), mask) == metrics.flicker(video, mask)
     assert metrics.warp_error(video[4:], region=mask[4:]) == 0.0
     assert metrics.centroid_error(mask, mask.copy()) == 0.0
-    assert metrics.window_colour_drift(video[4:], mask[4:], 5, 1) == 0.0  # one window
+    assert metrics.colour_drift(metrics.window_colours(video[4:], mask[4:], plan_windows(5, 5, 1))) == 0.0
     d = metrics.subject_colour_distances(video, video.copy(), mask, _reference())
     assert d["colour_to_source"] == 0.0
     ref = video[0, 5:10, 6:11]  # the subject itself as the reference: its embedding is the subject's

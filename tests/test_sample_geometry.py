@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from swapjax import metrics
 from swapjax.errors import ConfigError
 from swapjax.sample import windows
 from swapjax.sample.composite import composite, composite_alpha
@@ -98,15 +99,15 @@ def test_windows_cover_every_frame_exactly_once(num_frames, window, overlap):
 
 def test_seam_and_colour_metrics():
     plan = windows.plan_windows(13, 5, 1)  # [0, 5), [4, 9), [8, 13)
-    assert windows.join_transitions(plan) == [3, 4, 7, 8]
+    assert metrics.join_transitions(plan) == [3, 4, 7, 8]
     ramp = np.broadcast_to(np.arange(13, dtype=np.uint8)[:, None, None, None] * 4, (13, 8, 8, 3))
     mask = np.ones((13, 8, 8), np.uint8)
-    assert windows.seam_ratio(ramp, mask, plan) == pytest.approx(1.0)  # steady motion: no seam
+    assert metrics.seam_ratio(ramp, mask, plan) == pytest.approx(1.0)  # steady motion: no seam
     jump = ramp.copy()
     jump[5:] += 40  # a jump at a join
-    assert windows.seam_ratio(jump, mask, plan) > 3
-    colours = windows.window_colours(jump, mask, plan)
-    assert colours.shape == (3, 3) and windows.colour_drift(colours) > 40
+    assert metrics.seam_ratio(jump, mask, plan) > 3
+    colours = metrics.window_colours(jump, mask, plan)
+    assert colours.shape == (3, 3) and metrics.colour_drift(colours) > 40
 
 
 def test_composite_keeps_every_source_pixel_outside_the_dilated_mask():

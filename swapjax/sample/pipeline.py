@@ -22,6 +22,7 @@ import cv2
 import jax
 import numpy as np
 
+from swapjax import metrics
 from swapjax.data import masks
 from swapjax.data.config import DataConfig, MaskConfig
 from swapjax.data.keypoints import render_keypoints
@@ -191,13 +192,13 @@ def _sample_windows(engine: Engine, model: dict[str, np.ndarray | None], shared:
 def _report(inputs: JobInputs, frames: np.ndarray, alpha: np.ndarray, plan: list, geo: Geometry,
             scales: np.ndarray) -> dict[str, Any]:
     swapped = alpha > 0  # [F, H0, W0]: the pixels the composite took (partly) from the model
-    colours = win_lib.window_colours(frames, swapped, plan)
+    colours = metrics.window_colours(frames, swapped, plan)
     report = {
         "name": inputs.name, "frames": int(frames.shape[0]), "source_hw": list(geo.source_hw),
         "model_hw": list(geo.model_hw), "tunnel": geo.tunnel, "crop_box_yxyx": list(geo.box),
         "windows": [[w.start, w.stop] for w in plan], "guidance": [float(s) for s in scales],
-        "seam_ratio": win_lib.seam_ratio(frames, swapped, plan),
-        "window_colours": np.round(colours, 2).tolist(), "colour_drift": win_lib.colour_drift(colours),
+        "seam_ratio": metrics.seam_ratio(frames, swapped, plan),
+        "window_colours": np.round(colours, 2).tolist(), "colour_drift": metrics.colour_drift(colours),
     }
     if inputs.ground_truth is not None:
         err = (frames.astype(np.float64) - inputs.ground_truth.astype(np.float64)) ** 2

@@ -11,7 +11,7 @@ Each window after the first is anchored on the last latent frame the previous on
 anchor slot; `aligned` plans keep every window on its predecessor's latent-frame grid, see `plan_windows`). In an overlap the earlier window fades out and the later one fades in linearly; the weights of every
 frame sum to 1, so each frame of the output is made exactly once.
 
-Judging the joins (reported with every run):
+Judging the joins (reported with every run; the scores live in `swapjax.metrics`, which takes any plan):
 - `seam_ratio`: the mean frame-to-frame change in the swapped region at the joins (the frames where a window
   starts or stops contributing) over the mean change inside windows; ~1 means no visible seam.
 - `colour_drift`: the mean colour of the swapped region in each window, and the largest distance (0..255 RGB
@@ -72,47 +72,3 @@ def blend_weights(plan: list[Window], num_frames: int) -> np.ndarray:
     if (total <= 0).any():
         raise ValueError(f"blend_weights: frames {np.flatnonzero(total <= 0).tolist()} are in no window")
     return (weights / total).astype(np.float32)
-
-
-def join_transitions(plan: list[Window]) -> list[int]:
-    """Indices `t` of the frame changes `t -> t + 1` where a window starts or stops contributing."""
-    joins = set()
-    for prev, win in zip(plan[:-1], plan[1:]):
-        joins.update({win.start - 1, prev.stop - 1})
-    return sorted(t for t in joins if 0 <= t < plan[-1].stop - 1)
-
-
-def seam_ratio(frames: np.ndarray, mask: np.ndarray, plan: list[Window]) -> float | None:
-    """Mean change in the masked region `t -> t + 1` at the joins over the mean change elsewhere.
-
-    `frames` uint8 `[F, H, W, 3]`, `mask` `[F, H, W]` (the swapped region); None for a single window or when
-    nothing changes inside windows."""
-    joins = join_transitions(plan)
-    if not joins or frames.shape[0] < 3:
-        return None
-    x = frames.astype(np.float32)
-    region = (np.asarray(mask[:-1]) != 0) | (np.asarray(mask[1:]) != 0)  # [F - 1, H, W]
-    diff = np.abs(x[1:] - x[:-1]).mean(axis=-1)  # [F - 1, H, W]
-    per_step = (diff * region).sum(axis=(1, 2)) / np.maximum(region.sum(axis=(1, 2)), 1)  # [F - 1]
-    inside = np.setdiff1d(np.arange(per_step.shape[0]), joins)
-    if inside.size == 0 or per_step[inside].mean() == 0:
-        return None
-    return float(per_step[joins].mean() / per_step[inside].mean())
-
-
-def window_colours(frames: np.ndarray, mask: np.ndarray, plan: list[Window]) -> np.ndarray:
-    """Mean RGB of the masked region per window: float `[n, 3]` (NaN for a window whose mask is empty)."""
-    out = np.full((len(plan), 3), np.nan)
-    for i, win in enumerate(plan):
-        m = np.asarray(mask[win.start:win.stop]) != 0  # [w, H, W]
-        if m.any():
-            out[i] = frames[win.start:win.stop][m].astype(np.float64).mean(axis=0)
-    return out
-
-
-def colour_drift(colours: np.ndarray) -> float:
-    """The largest distance of a window's mean colour from the first window's (0 for one window)."""
-    valid = colours[~np.isnan(colours).any(axis=1)]
-    if len(valid) < 2:
-        return 0.0
-    return float(np.linalg.norm(valid - valid[0], axis=1).max())
