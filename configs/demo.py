@@ -25,6 +25,7 @@ import pathlib
 
 from swapjax.config import Config, load_config
 from swapjax.data.config import DataConfig, MaskConfig
+from swapjax.flow import SamplerConfig
 from swapjax.models.dit_config import DiTConfig
 from swapjax.models.swap_config import SwapConfig
 from swapjax.models.vae_config import VAEConfig
@@ -50,7 +51,8 @@ def get_config() -> Config:
     train = TrainConfig(steps=4000, stage="2", checkpoint_every=1000, keep_checkpoints=1, log_every=25,
                         vae_steps=3000, vae_lr=1e-3, vae_stat_batches=8, export_dtype="float32")
     optimizer = OptimizerConfig(lr=1e-3, warmup_steps=50, ema_decay=0.995)
-    sample = SampleConfig(solver="unipc", num_steps=12, shift=1.0, guidance_scale=2.0, area=SIZE * SIZE,
+    sample = SampleConfig(sampler=SamplerConfig(solver="unipc", num_steps=12, shift=1.0, guidance_scale=2.0),
+                          area=SIZE * SIZE,
                           tunnel_threshold=0.0, text_len=1, sheet_frames=3, overlap_frames=1)
     return Config(name="demo", dit=dit, vae=vae, data=data, mesh=tiny.mesh, seed=0, swap=swap, train=train,
                   optimizer=optimizer, sample=sample)

@@ -9,6 +9,7 @@ import numpy as np
 from flax import nnx
 
 from swapjax.config import load_config
+from swapjax.flow import SamplerConfig
 from swapjax.models.swap import abstract_swap
 from swapjax.models.vae import abstract_vae
 from swapjax.sample.checkpoint import SamplingModels, save_sampling_checkpoint
@@ -18,9 +19,10 @@ from swapjax.sample.inputs import JobInputs
 CONFIG_PATH = pathlib.Path(__file__).parent.parent / "configs" / "swap_tiny.py"
 CONFIG = load_config(CONFIG_PATH)
 # tiny sampling: 32x32 model frames, 5-frame windows, 2 steps, 8 text tokens
-SAMPLE_SETS = ["sample.area=1024", "sample.text_len=8", "sample.num_steps=2", "sample.window_frames=5",
+SAMPLE_SETS = ["sample.area=1024", "sample.text_len=8", "sample.sampler.num_steps=2", "sample.window_frames=5",
                "sample.overlap_frames=1", "sample.progress=false"]
-SAMPLE = SampleConfig(area=1024, text_len=8, num_steps=2, window_frames=5, overlap_frames=1, progress=False)
+SAMPLE = SampleConfig(area=1024, text_len=8, sampler=SamplerConfig(num_steps=2), window_frames=5, overlap_frames=1,
+                      progress=False)
 
 
 def random_values(state: nnx.State, seed: int, scale: float = 0.2) -> nnx.State:

@@ -18,7 +18,7 @@ from train_fixtures import PYTHON, ROOT, compile_cache, subprocess_env  # noqa: 
 
 PAIRS = 6
 SHORT = ("data.num_synthetic_clips=512", "train.vae_steps=400", "train.vae_stat_batches=4", "train.steps=800",
-         "train.checkpoint_every=800", "sample.num_steps=8")
+         "train.checkpoint_every=800", "sample.sampler.num_steps=8")
 
 pytestmark = pytest.mark.slow
 

@@ -44,7 +44,7 @@ def test_batch_folder_end_to_end(tmp_path):
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     proc = subprocess.run([sys.executable, str(ROOT / "sample.py"), "--config", str(CONFIG_PATH), "--checkpoint",
                            str(tmp_path / "ckpt"), "--batch", str(clips), "--out-dir", str(out), "--set",
-                           "sample.num_steps=2", "--set", "sample.text_len=8", "--quiet"],
+                           "sample.sampler.num_steps=2", "--set", "sample.text_len=8", "--quiet"],
                           capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr  # one job was bad
     errors = proc.stderr.strip().splitlines()

@@ -91,7 +91,7 @@ CASES = {  # name -> (changes to the good command line, files it needs, words th
     "checkpoint architecture": (lambda d: {"--set": ["dit.eps=1e-5"]}, ["eps: config 1e-05, checkpoint 1e-06"]),
     "missing file": (lambda d: {"--reference": str(d / "nowhere.png")}, ["nowhere.png", "does not exist"]),
     "missing checkpoint": (lambda d: {"--checkpoint": str(d / "no_ckpt")}, ["no_ckpt", "does not exist"]),
-    "bad sample override": (lambda d: {"--set": ["sample.num_steps=many"]}, ["sample.num_steps", "many"]),
+    "bad sample override": (lambda d: {"--set": ["sample.sampler.num_steps=many"]}, ["sample.sampler.num_steps", "many"]),
     "unknown override": (lambda d: {"--set": ["sample.stepz=3"]}, ["sample.stepz", "no field 'stepz'"]),
     "bad config override": (lambda d: {"--set": ["dit.remat_policy=sometimes"]}, ["remat_policy", "sometimes"]),
     "mask format": (lambda d: {"--mask": _write(d, "mask.txt", lambda p: p.write_text("0 1"))},

@@ -7,10 +7,13 @@ import numpy as np
 import pytest
 
 from swapjax import metrics
+from swapjax.config import load_config
 from swapjax.errors import ConfigError
+from swapjax.flow import SamplerConfig
 from swapjax.sample import windows
 from swapjax.sample.composite import composite, composite_alpha
 from swapjax.sample.config import SampleConfig
+from sample_fixtures import CONFIG_PATH
 from swapjax.sample.geometry import pad_frames, plan_geometry, vae_frame_count
 
 
@@ -124,11 +127,26 @@ def test_composite_keeps_every_source_pixel_outside_the_dilated_mask():
 
 
 @pytest.mark.parametrize("field, value, match", [
-    ("window_frames", 8, "window_frames"), ("overlap_frames", 4, "overlap_frames"), ("solver", "ddim", "solver"),
-    ("num_steps", 0, "num_steps"), ("tunnel_threshold", 1.5, "tunnel_threshold"), ("area", 10, "area"),
+    ("window_frames", 8, "window_frames"), ("overlap_frames", 4, "overlap_frames"),
+    ("tunnel_threshold", 1.5, "tunnel_threshold"), ("area", 10, "area"),
     ("composite_dilate", -1, "composite_dilate"), ("encode_chunk_frames", 6, "encode_chunk_frames"),
-    ("guidance_scale", float("nan"), "guidance_scale"),
+    ("sampler", "unipc", "SampleConfig.sampler"),
 ])
 def test_sample_config_names_the_bad_field(field, value, match):
     with pytest.raises(ConfigError, match=match):
         SampleConfig(**{"window_frames": 5, "overlap_frames": 1, field: value})
+
+
+@pytest.mark.parametrize("field, value", [("solver", "ddim"), ("num_steps", 0), ("guidance_scale", float("nan"))])
+def test_the_sampler_section_validates_itself(field, value):
+    with pytest.raises(ConfigError, match=f"SamplerConfig.{field}"):
+        SampleConfig(sampler=SamplerConfig(**{field: value}))
+
+
+def test_sampler_overrides_reach_the_composed_section():
+    config = load_config(CONFIG_PATH, ["sample.sampler.num_steps=3", "sample.sampler.guidance_scale=2.5",
+                                       "sample.area=1024"])
+    assert config.sample.sampler == SamplerConfig(num_steps=3, guidance_scale=2.5) and config.sample.area == 1024
+    assert config.sample.num_branches == 2
+    with pytest.raises(ConfigError, match=r"sample.num_steps=.*SampleConfig has no field 'num_steps'.*sampler"):
+        load_config(CONFIG_PATH, ["sample.num_steps=3"])  # the sampler's fields live in its own section

@@ -8,6 +8,7 @@ import jax
 import numpy as np
 
 from sample_fixtures import CONFIG, SAMPLE, box_track, clip, random_models
+from swapjax.flow import SamplerConfig
 from swapjax.sample.composite import to_unit
 from swapjax.sample.engine import Engine, WindowInputs
 
@@ -22,8 +23,8 @@ def _run(engine: Engine, scales) -> np.ndarray:
 
 def test_three_branches_with_equal_scales_equal_two_branch_guidance():
     models = random_models()
-    two = Engine(models, SAMPLE.replace(solver="euler", num_steps=3))
-    three = Engine(models, SAMPLE.replace(solver="euler", num_steps=3, text_guidance_scale=2.0))
+    two = Engine(models, SAMPLE.replace(sampler=SamplerConfig(solver="euler", num_steps=3)))
+    three = Engine(models, SAMPLE.replace(sampler=SamplerConfig(solver="euler", num_steps=3, text_guidance_scale=2.0)))
     assert three.cfg.num_branches == 3 and two.cfg.num_branches == 2
     np.testing.assert_allclose(_run(three, [3.5, 3.5]), _run(two, [3.5, 1.0]), atol=2e-5, rtol=0)
     text_off = _run(three, [3.5, 0.0])  # a new text scale: same compiled step, different result

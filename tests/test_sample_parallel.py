@@ -7,6 +7,7 @@ import jax
 import numpy as np
 
 from sample_fixtures import CONFIG, SAMPLE, box_track, clip, random_models
+from swapjax.flow import SamplerConfig
 from swapjax.parallel import MeshConfig, make_mesh
 from swapjax.sample.composite import to_unit
 from swapjax.sample.engine import Engine, WindowInputs
@@ -23,7 +24,7 @@ def test_sampling_on_8_devices_equals_one_device():
     mesh_cfg = MeshConfig(data=1, fsdp=2, sequence=4)  # the CLI default (sequence=-1) runs in test_sample_cli.py
     assert jax.device_count() == 8
     models = random_models()
-    cfg = SAMPLE.replace(solver="unipc", num_steps=3)
+    cfg = SAMPLE.replace(sampler=SamplerConfig(solver="unipc", num_steps=3))
     anchor = to_unit(clip(1, seed=4)[0])
     scales = np.array([4.0, 1.0], np.float32)
     single = Engine(models, cfg)

@@ -61,7 +61,7 @@ def test_one_compiled_step_for_every_step_video_and_guidance_and_conditions_prep
         assert PREPARED["pose"] - before.get("pose", 0) == 1  # pose features: once per video, not per step
         assert PREPARED["points"] - before.get("points", 0) == 1  # point features: once per video
     assert engine.traces["step"] == 1 and engine.traces["prefix"] == 1
-    assert engine.calls["step"] == 3 * SAMPLE.num_steps
+    assert engine.calls["step"] == 3 * SAMPLE.sampler.num_steps
     assert np.abs(outputs[0] - outputs[2]).max() > 1e-4  # the traced guidance scale is in use
 
 

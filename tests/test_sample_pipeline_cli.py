@@ -18,7 +18,7 @@ from swapjax.convert.__main__ import main as convert_main
 from swapjax.data import video_io
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SETS = ["--set", "sample.num_steps=2", "--set", "sample.text_len=16", "--set", "sample.area=1024"]
+SETS = ["--set", "sample.sampler.num_steps=2", "--set", "sample.text_len=16", "--set", "sample.area=1024"]
 
 
 def _sample(*args: str, cwd: pathlib.Path) -> subprocess.CompletedProcess:

@@ -1,7 +1,9 @@
 """`SampleConfig`: how `swapjax.sample` turns inputs into a swapped video (read by `sample/pipeline.py`).
 
-Set from the command line with `--set sample.<field>=<value>` (e.g. `sample.num_steps=30`,
-`sample.guidance_scale=4.5`); the model and mask sections come from the run config (`--config`).
+Set from the command line with `--set sample.<field>=<value>` (e.g. `sample.area=399360`); the flow sampler is
+its own section, `SamplerConfig` from `swapjax/flow.py`, set as `sample.sampler.<field>` (e.g.
+`sample.sampler.num_steps=30`, `sample.sampler.guidance_scale=4.5`) and validated there. The model and mask
+sections come from the run config (`--config`).
 """
 
 from __future__ import annotations
@@ -32,12 +34,8 @@ class SampleConfig:
     never recompiles (docs/design.md, "Sampling").
     """
 
-    # flow sampler (swapjax.flow)
-    solver: str = "unipc"  # "euler" | "unipc"
-    num_steps: int = 50
-    shift: float = 3.0  # Wan: 3 at 480p, 5 at 720p
-    guidance_scale: float = 5.0  # reference guidance (1 = none)
-    text_guidance_scale: float | None = None  # None: the text rides with the reference; a number: its own scale
+    # flow sampler: solver, steps, shift, default guidance scales (static, hashable; validated by itself)
+    sampler: SamplerConfig = SamplerConfig()
     seed: int = 0
     # working resolution: frames (or the tunnel crop) are scaled to about this many pixels, then padded to
     # multiples of 16; whole frames are only scaled down, tunnel crops up or down
@@ -62,7 +60,8 @@ class SampleConfig:
     progress: bool = True  # tqdm bars for encode, steps and decode
 
     def __post_init__(self):
-        self.sampler  # validates solver, num_steps, shift and the guidance scales  # noqa: B018
+        require(isinstance(self.sampler, SamplerConfig),
+                f"SampleConfig.sampler ({self.sampler!r}) must be a swapjax.flow.SamplerConfig")
         require(_int(self.seed), f"SampleConfig.seed ({self.seed!r}) must be an integer")
         require(_int(self.area) and self.area >= SIZE_MULTIPLE ** 2,
                 f"SampleConfig.area ({self.area!r}) must be an integer >= {SIZE_MULTIPLE ** 2} pixels "
@@ -95,17 +94,11 @@ class SampleConfig:
                 f"SampleConfig.sheet_frames ({self.sheet_frames!r}) must be an integer >= 1")
 
     @property
-    def sampler(self) -> SamplerConfig:
-        """The flow sampler part (static, hashable; validated by `SamplerConfig`)."""
-        return SamplerConfig(solver=self.solver, num_steps=self.num_steps, shift=self.shift,
-                             guidance_scale=self.guidance_scale, text_guidance_scale=self.text_guidance_scale)
-
-    @property
     def num_branches(self) -> int:
         """Guidance branches per step (one batched model call): 2 (conditional, null reference and text) or 3
         (null, reference without text, reference with text) when the text has its own scale. The count is
         fixed by the config, not by the scale's value, so every scale runs the same compiled step."""
-        return 2 if self.text_guidance_scale is None else 3
+        return 2 if self.sampler.text_guidance_scale is None else 3
 
     def replace(self, **changes) -> "SampleConfig":
         return dataclasses.replace(self, **changes)

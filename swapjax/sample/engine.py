@@ -159,7 +159,7 @@ class Engine:
             v = flow.cfg_velocity(v[:1], v[1:], scales[0])
         else:
             v = flow.two_branch_velocity(v[:1], v[1:2], v[2:], scales[0], scales[1])
-        return flow.solver_step(self.cfg.solver, solver_state, x, v, i, sigmas)
+        return flow.solver_step(self.cfg.sampler.solver, solver_state, x, v, i, sigmas)
 
     def _text(self, text: np.ndarray | None) -> np.ndarray:
         """float32 `[1, text_len, text_dim]`: `text` zero-padded or cut to `text_len` (zeros for None)."""
@@ -227,9 +227,9 @@ class Engine:
                                    pixels_per_latent=self.swap.pixels_per_latent),
                  "agnostic": z_agnostic, "condition": z_condition if self.swap.condition_channels else None}
         x = jax.random.normal(key, z_agnostic.shape, jnp.float32)  # [1, f, h, w, z] pure noise at sigma = 1
-        x, solver_state = jax.device_put((x, flow.init_state(self.cfg.solver, x)), self.placement)
+        x, solver_state = jax.device_put((x, flow.init_state(self.cfg.sampler.solver, x)), self.placement)
         scales = jnp.asarray(scales, jnp.float32)
-        for i in self._bar(range(self.cfg.num_steps), "steps", self.cfg.num_steps):
+        for i in self._bar(range(self.cfg.sampler.num_steps), "steps", self.cfg.sampler.num_steps):
             args = (self.dit_state, cache, x, solver_state, jnp.int32(i), self.sigmas, self.times, scales, parts)
             x, solver_state = self.step_fn(*args)
             self.calls["step"] += 1

@@ -107,8 +107,8 @@ def composite_radii(cfg: SampleConfig, mask_cfg: MaskConfig) -> tuple[int, int]:
 def guidance_scales(cfg: SampleConfig, guidance: float | None = None, text_guidance: float | None = None
                     ) -> np.ndarray:
     """float32 `[2]` (reference scale, text scale) handed to the compiled step as traced values."""
-    ref = cfg.guidance_scale if guidance is None else guidance
-    text = cfg.text_guidance_scale if text_guidance is None else text_guidance
+    ref = cfg.sampler.guidance_scale if guidance is None else guidance
+    text = cfg.sampler.text_guidance_scale if text_guidance is None else text_guidance
     return np.array([ref, 1.0 if text is None else text], np.float32)
 
 
