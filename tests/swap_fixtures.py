@@ -14,8 +14,7 @@ import swap_reference
 from swapjax.config import load_config
 from swapjax.models.conditions import IdentityInputs, PointInputs, PoseInputs
 from swapjax.models.dit_config import DiTConfig
-from swapjax.models.swap import (SwapInputs, abstract_swap, swap_apply, swap_prefix_cache, swap_single_pass,
-                                 swap_video_step)
+from swapjax.models.swap import SwapInputs, abstract_swap, swap_apply, swap_prefix_cache, swap_video_step
 from swapjax.models.swap_config import SwapConfig
 
 CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
@@ -30,8 +29,9 @@ ALL_ON = dataclasses.replace(SWAP, conditions={**TINY_CONDITIONS, "points": {**T
 prefix_cache = jax.jit(swap_prefix_cache, static_argnums=0)
 video_step = jax.jit(swap_video_step, static_argnums=0)
 apply = jax.jit(swap_apply, static_argnums=0)
-single_pass = jax.jit(swap_single_pass, static_argnums=0)
-dense_single_pass = jax.jit(swap_reference.dense_single_pass, static_argnums=0)  # the checking-only variant
+# the checking-only single pass over [prefix; video] (two attention calls per layer, or one dense mask)
+single_pass = jax.jit(swap_reference.single_pass, static_argnums=0)
+dense_single_pass = jax.jit(swap_reference.dense_single_pass, static_argnums=0)
 
 
 def random_state(cfg: DiTConfig = DIT, swap: SwapConfig = ALL_ON, seed: int = 0) -> tuple[nnx.GraphDef, nnx.State]:

@@ -19,7 +19,8 @@ from swapjax.errors import ConfigError
 from swapjax.models.conditions import Condition, VideoStream, register_condition, registry
 from swapjax.models.conditions.pose import PoseGuider
 from swapjax.models.layer_inputs import LayerInputs, combine
-from swapjax.models.swap import abstract_swap, concat_caches, null_prefix
+from swapjax.models.swap import abstract_swap, null_prefix
+from swap_reference import concat_caches
 from swap_fixtures import ALL_ON, DIT, SWAP, apply, inputs, random_state, restrict, video_step
 
 TOY_DIM, TOY_TOKENS = 6, 3

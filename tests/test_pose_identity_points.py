@@ -17,6 +17,7 @@ from swapjax.models.conditions.point_edits import drag_point, remove_points
 from swapjax.models.conditions.points import point_feature_map, point_token_index
 from swapjax.models.swap import abstract_swap
 from swap_fixtures import ALL_ON, DIT, SWAP, TINY_CONDITIONS, apply, inputs, random_state, restrict
+from swap_reference import condition_layers
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +90,7 @@ def test_point_features_in_the_model_match_a_hand_computation(models):
     points = x.conditions["points"]
     lp = ALL_ON.num_prefix_frames * 4
     video = model.video_stream(x.fused.shape)  # grid (3, 2, 2)
-    _, fn = model.condition_layers(model.prepare_conditions({"points": points}, video), video, prefix_tokens=lp)
+    _, fn = condition_layers(model, model.prepare_conditions({"points": points}, video), video, prefix_tokens=lp)
     mlp = nnx.to_pure_dict(nnx.state(model.points.mlps.stack))
     w1, b1, w2, b2 = (np.asarray(mlp[a][b])[0] for a, b in (("fc1", "kernel"), ("fc1", "bias"),
                                                             ("fc2", "kernel"), ("fc2", "bias")))

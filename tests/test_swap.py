@@ -1,6 +1,6 @@
-"""The swap DiT: one-way reference attention (two calls = dense mask, every CPU backend; the dense-mask model
-lives in `swap_reference.py`), reference isolation, loading an I2V checkpoint, full-size parameter counts, logical
-axes and input errors."""
+"""The swap DiT: one-way reference attention (the cached two-stream model = the single pass over [prefix; video]
+with two calls = with one dense mask, on every CPU backend; both single passes live in `swap_reference.py`),
+reference isolation, loading an I2V checkpoint, full-size parameter counts, logical axes and input errors."""
 
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ from swapjax.models.swap_config import SwapConfig, validate_swap
 from swapjax.errors import CheckpointError
 from swapjax.convert.dit import convert_dit
 from swapjax.convert.swap import check_base, convert_swap
-from swapjax.models.attention import attention, one_way_attention, one_way_mask
+from swapjax.models.attention import attention
 from swapjax.models.dit import abstract_dit, dit_apply, param_count
 from swapjax.models.swap import SwapDiT, SwapInputs, abstract_swap
 from swapjax.parallel import LOGICAL_AXIS_RULES
+from swap_reference import one_way_attention, one_way_mask, single_pass_tokens
 from swap_fixtures import (ALL_ON, CONFIGS, DIT, SWAP, TINY, dense_single_pass, inputs, only, prefix_cache,
                            random_state, rel_err, single_pass, video_step)
 from wan_dit_torch import build_reference, run_reference, save_reference
@@ -51,8 +52,8 @@ def test_two_call_attention_equals_dense_masked_attention(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_model_two_call_split_dense_mask_and_cache_agree(backend):
-    """All conditions on: the single pass with two calls per layer, with one dense mask, and the cached two-stream
-    path give the same velocity (float32, relative 1e-6)."""
+    """All conditions on: the model's cached two-stream path and the reference single pass with two calls per layer
+    and with one dense mask give the same velocity (float32, relative 1e-6)."""
     cfg = dataclasses.replace(DIT, attention=backend)
     _, state = random_state(DIT, ALL_ON)
     graphdef, _ = abstract_swap(cfg, ALL_ON)
@@ -73,7 +74,7 @@ def test_changing_video_tokens_leaves_reference_tokens_bit_identical():
     @jax.jit
     def tokens(fused, t, conditions):
         model = nnx.merge(graphdef, state)
-        return model.single_pass_tokens(a._replace(fused=fused, t=t, conditions=conditions))[0]
+        return single_pass_tokens(model, a._replace(fused=fused, t=t, conditions=conditions))[0]
 
     lp = ALL_ON.num_prefix_frames * 2 * 2
     out_a = np.asarray(tokens(a.fused, a.t, a.conditions))

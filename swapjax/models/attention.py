@@ -15,9 +15,9 @@ boolean mask broadcastable to `[B, N, Tq, Tk]` (True = attend). Backends:
   plans its work from the mask before tracing, so it takes only a static mask (numpy, known at trace time),
   given to the kernel as one `NumpyMask` per head (per sample and head when the mask differs per sample).
 
-`one_way_attention` is the reference-prefix pattern (a prefix that reads only itself, followed by tokens that
-read everything) as two calls of `attention`, so it runs on every backend; `one_way_mask` is the same rule as a
-dense boolean mask (static), for checking.
+The swap model's one-way prefix rule needs no special call: its prefix stream runs alone and the video stream
+reads the prefix's cached keys and values (docs/design.md, "The swap model"). The same rule as one sequence,
+two calls or a dense mask, is test code (`tests/swap_reference.py`).
 """
 
 from __future__ import annotations
@@ -68,28 +68,6 @@ def attention(q: Float[Array, "b tq n h"], k: Float[Array, "b tk n h"], v: Float
             return per_shard(lambda q, k, v, _: _splash(q, k, v, None), q, k, v, None)
         return _splash(q, k, v, _static_mask(mask).reshape(shape))
     raise ValueError(f"attention backend {backend!r} is unknown: use one of {BACKENDS}")
-
-
-def one_way_attention(q: Float[Array, "b tq n h"], k: Float[Array, "b tk n h"], v: Float[Array, "b tk n h"],
-                      prefix_len: int, *, backend: str = "xla") -> Float[Array, "b tq n h"]:
-    """Queries `[:P]` attend to keys `[:P]` only; queries `[P:]` attend to all keys (P = `prefix_len`, static).
-
-    Keys beyond the query length (e.g. extra tokens appended after the sequence) are therefore read by the
-    non-prefix queries only. Equals `attention(q, k, v, mask=one_way_mask(P, Tq, Tk))`.
-    """
-    if not 0 < prefix_len < q.shape[1] or prefix_len > k.shape[1]:
-        raise ValueError(f"one_way_attention: prefix_len ({prefix_len}) must lie in (0, Tq = {q.shape[1]}) and "
-                         f"not exceed Tk = {k.shape[1]}")
-    head = attention(q[:, :prefix_len], k[:, :prefix_len], v[:, :prefix_len], backend=backend)  # [B, P, N, H]
-    tail = attention(q[:, prefix_len:], k, v, backend=backend)  # [B, Tq - P, N, H]
-    return jnp.concatenate([head, tail], axis=1)  # [B, Tq, N, H]
-
-
-def one_way_mask(prefix_len: int, tq: int, tk: int) -> np.ndarray:
-    """Boolean `[Tq, Tk]` mask of `one_way_attention`: prefix rows see prefix columns, other rows see all."""
-    mask = np.ones((tq, tk), bool)
-    mask[:prefix_len, prefix_len:] = False
-    return mask
 
 
 def per_shard(fn, q: Float[Array, "b tq n h"], k: Float[Array, "b tk n h"], v: Float[Array, "b tk n h"],

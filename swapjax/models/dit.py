@@ -108,12 +108,11 @@ class WanDiT(nnx.Module):
 
     def run_blocks(self, x: Float[Array, "b l d"], e: Float[Array, "b s 6 d"], text: jax.Array,
                    image: jax.Array | None, rope: tuple[jax.Array, jax.Array], *,
-                   prefix_kv: KV | None = None, return_kv: bool = False, prefix_len: int = 0,
+                   prefix_kv: KV | None = None, return_kv: bool = False,
                    layer_xs: Any = None, layer_fn: Callable[[Any], LayerInputs] | None = None
                    ) -> tuple[Float[Array, "b l d"], KV | None]:
-        """All layers as one scan. `prefix_kv` / the returned kv are per-layer stacks `[layers, B, Lp, N, H]`;
-        `prefix_len` (a one-way prefix at the start of this stream) is shared by all layers (see
-        `WanBlock.self_attention`).
+        """All layers as one scan. `prefix_kv` / the returned kv are per-layer stacks `[layers, B, Lp, N, H]`
+        (see `WanBlock.self_attention`).
 
         Per-layer inputs: `layer_xs` is any pytree whose leaves have a leading `layers` axis (e.g. per-layer
         adapter slots); the scan slices it and `layer_fn(slice)` returns that layer's `LayerInputs` (residual,
@@ -125,8 +124,7 @@ class WanDiT(nnx.Module):
             layer_state, layer_prefix, xs = layer
             block = nnx.merge(graphdef, layer_state)
             inputs = layer_fn(xs) if layer_fn is not None else LayerInputs()
-            return block(x, e, text, image, rope, prefix_kv=layer_prefix, return_kv=return_kv,
-                         prefix_len=prefix_len, inputs=inputs)
+            return block(x, e, text, image, rope, prefix_kv=layer_prefix, return_kv=return_kv, inputs=inputs)
 
         policy = self.cfg.remat_policy
         if policy != "none":

@@ -14,12 +14,10 @@ Extension points for models built on this block (reference-prefix swap models an
   so a prefix pass can produce them once per layer (see `WanDiT.run_blocks`).
 - `SelfAttention.qkv`, `attention`, `SelfAttention.project_out`, `cross_attention` and `feed_forward` are
   separate, so extra attention branches or additive inputs compose around them without copying the block.
-- Optional per-call inputs of `WanBlock.__call__` (all default off, leaving the block exactly as above):
-  `prefix_len` (the stream's first tokens form a one-way prefix: they read only themselves, as a second
-  attention call) and `inputs`, a `LayerInputs` (see `layer_inputs.py`): `extra_tokens` (model-width tokens
-  projected by this layer's k/v and appended to the keys the non-prefix queries read; no RoPE), `branches`
-  (extra attention branches, each adding `scale · Attn(q, k', v')` before the output projection) and
-  `residual` (added to the block input).
+- The optional per-call `inputs` of `WanBlock.__call__`, a `LayerInputs` (see `layer_inputs.py`; all default
+  off, leaving the block exactly as above): `extra_tokens` (model-width tokens projected by this layer's k/v and
+  appended to the keys; no RoPE), `branches` (extra attention branches, each adding `scale · Attn(q, k', v')`
+  before the output projection) and `residual` (added to the block input).
 """
 
 from __future__ import annotations
@@ -30,7 +28,7 @@ from flax import nnx
 from jaxtyping import Array, Float
 
 from swapjax.models.dit_config import DiTConfig
-from swapjax.models.attention import attention, one_way_attention
+from swapjax.models.attention import attention
 from swapjax.models.embeddings import apply_rope
 from swapjax.models.layer_inputs import Branch, LayerInputs
 from swapjax.models.layers import DTYPES, FeedForward, LayerNorm, RMSNorm, dense, layer_norm
@@ -149,20 +147,14 @@ class WanBlock(nnx.Module):
         return tuple(mod[:, :, i] for i in range(6))
 
     def self_attention(self, x: Float[Array, "b l d"], rope: tuple[jax.Array, jax.Array], *,
-                       prefix_kv: KV | None = None, prefix_len: int = 0,
-                       extra_tokens: Float[Array, "b le d"] | None = None, branches: tuple[Branch, ...] = ()
-                       ) -> tuple[Float[Array, "b l d"], KV]:
+                       prefix_kv: KV | None = None, extra_tokens: Float[Array, "b le d"] | None = None,
+                       branches: tuple[Branch, ...] = ()) -> tuple[Float[Array, "b l d"], KV]:
         """Self-attention of already-modulated tokens; returns the output and this stream's own (k, v).
 
-        Keys are `[prefix_kv; own; extra]` (each part optional). `prefix_len = P > 0`: queries `[:P]` read
-        keys `[:P]` only (no extra tokens, no branch), the rest read all keys, as two attention calls (the
-        dense-mask form of this rule lives in the tests, as a check). `extra_tokens [B, Le, D]`: projected by
-        `SelfAttention.token_kv`. Each of `branches = ((k', v', scale), ...)` adds `scale · Attn(q, k', v')` for
-        the queries past the prefix; `scale` is a scalar, `[B]`, or `[B, L - P]`.
+        Keys are `[prefix_kv; own; extra]` (each part optional); every query reads every key. `extra_tokens
+        [B, Le, D]`: projected by `SelfAttention.token_kv`. Each of `branches = ((k', v', scale), ...)` adds
+        `scale · Attn(q, k', v')`; `scale` is a scalar, `[B]`, or `[B, L]`.
         """
-        if prefix_len and prefix_kv is not None:
-            raise ValueError("self_attention: prefix_len splits one stream into prefix and rest; it cannot be "
-                             "combined with prefix_kv (a separate prefix stream)")
         q, k, v = self.self_attn.qkv(x, rope)
         own = (k, v)
         if prefix_kv is not None:
@@ -173,16 +165,10 @@ class WanBlock(nnx.Module):
             k = jnp.concatenate([k, ek.astype(k.dtype)], axis=1)  # [B, Lk + Le, N, H]
             v = jnp.concatenate([v, ev.astype(v.dtype)], axis=1)
         k, v = constrain(k, BKNH), constrain(v, BKNH)  # gathered over `sequence`: every query reads every key
-        if prefix_len:
-            o = one_way_attention(q, k, v, prefix_len, backend=self.backend)  # [B, L, N, H]
-        else:
-            o = attention(q, k, v, backend=self.backend)  # [B, L, N, H]
-        if branches:
-            tail = o[:, prefix_len:]  # [B, L - P, N, H]
-            for bk, bv, scale in branches:
-                ob = attention(q[:, prefix_len:], bk.astype(q.dtype), bv.astype(q.dtype), backend=self.backend)
-                tail = tail + _per_query(scale, o.dtype) * ob
-            o = jnp.concatenate([o[:, :prefix_len], tail], axis=1) if prefix_len else tail
+        o = attention(q, k, v, backend=self.backend)  # [B, L, N, H]
+        for bk, bv, scale in branches:
+            ob = attention(q, bk.astype(q.dtype), bv.astype(q.dtype), backend=self.backend)
+            o = o + _per_query(scale, o.dtype) * ob
         return self.self_attn.project_out(o), own
 
     def cross_attention(self, x: Float[Array, "b l d"], text: jax.Array, image: jax.Array | None
@@ -195,8 +181,7 @@ class WanBlock(nnx.Module):
 
     def __call__(self, x: Float[Array, "b l d"], e: Float[Array, "b s 6 d"], text: Float[Array, "b lt d"],
                  image: Float[Array, "b li d"] | None, rope: tuple[jax.Array, jax.Array], *,
-                 prefix_kv: KV | None = None, return_kv: bool = False, prefix_len: int = 0,
-                 inputs: LayerInputs = LayerInputs()) -> tuple[Float[Array, "b l d"], KV | None]:
+                 prefix_kv: KV | None = None, return_kv: bool = False, inputs: LayerInputs = LayerInputs()) -> tuple[Float[Array, "b l d"], KV | None]:
         """One block. Returns the new tokens and, if `return_kv`, this stream's self-attention (k, v).
 
         `inputs.residual` is added to the input tokens first; its extra tokens and branches go to
@@ -207,8 +192,8 @@ class WanBlock(nnx.Module):
         x = constrain(x, BLD)
         shift, scale, gate, c_shift, c_scale, c_gate = self.modulation_terms(e)
         h = modulate(x, shift, scale, self.eps).astype(self.dtype)
-        attn, own_kv = self.self_attention(h, rope, prefix_kv=prefix_kv, prefix_len=prefix_len,
-                                           extra_tokens=inputs.extra_tokens, branches=inputs.branches)
+        attn, own_kv = self.self_attention(h, rope, prefix_kv=prefix_kv, extra_tokens=inputs.extra_tokens,
+                                           branches=inputs.branches)
         x = (x.astype(jnp.float32) + attn.astype(jnp.float32) * gate).astype(self.dtype)
         x = x + self.cross_attention(x, text, image).astype(self.dtype)
         h = modulate(x, c_shift, c_scale, self.eps).astype(self.dtype)

@@ -15,15 +15,14 @@ with their own t and attend to `[prefix K/V; own]` (+ extra tokens of the condit
 depends only on the prefix frames and the text/image context, so `prefix_cache` computes it once per video
 and every sampling step and guidance branch reuses it; it also runs each condition's per-video `prepare`
 (pose features, point features and indices, the identity token) and keeps the results beside the K/V.
-`__call__` chains the two (the training forward: gradients flow through the cache); `single_pass` is the
-same model as one sequence `[prefix; video]` with per-token t (0 on the prefix) and the one-way rule as two
-attention calls per layer (the tests check it against a dense masked pass). Only video tokens reach the
-output, so only they reach the loss.
+`__call__` chains the two (the training forward: gradients flow through the cache). Only video tokens reach the
+output, so only they reach the loss. The same model written as one sequence `[prefix; video]` under the one-way
+rule is test code (`tests/swap_reference.py`); the tests prove the two streams equal to it.
 
 Null inputs (guidance): text context = zeros `[B, Lt, text_dim]` (or an encoded negative prompt); image
 context (I2V-based models) = `None`, read as one zero CLIP token; reference = `null_prefix(...)` (a zero
 reference latent in the reference slot; the anchor slot, if any, kept). Each guidance branch has its own
-cache; `concat_caches` stacks two on the batch axis to run both branches as one batch.
+cache, or one cache holds every branch stacked on the batch axis (the sampling engine builds it so).
 
 Optional conditions (`SwapInputs.conditions`, name -> typed inputs; each absent -> exactly the base model):
 `"pose"` (`PoseInputs`), `"identity"` (`IdentityInputs`), `"points"` (`PointInputs`) and any condition named in
@@ -79,21 +78,6 @@ class PrefixCache(NamedTuple):
     text: Float[Array, "b lt d"]
     image: Float[Array, "b li d"] | None
     conditions: dict[str, Any]  # condition name -> its `prepare` output (every leaf [B, ...])
-
-
-class Stream(NamedTuple):
-    """A token stream ready for the layer scan (see `SwapDiT.single_pass_stream`)."""
-
-    x: Float[Array, "b l d"]
-    e: Float[Array, "b s 6 d"]  # block modulation
-    temb: Float[Array, "b s d"]  # head modulation
-    text: Float[Array, "b lt d"]
-    image: Float[Array, "b li d"] | None
-    rope: tuple[jax.Array, jax.Array]
-    prefix_tokens: int  # Lp: the first tokens form the one-way prefix
-    grid: tuple[int, int, int]  # the video's token grid
-    layer_xs: Any  # per-layer scan inputs of the conditions
-    layer_fn: Callable[[Any], LayerInputs] | None  # one layer's slice of layer_xs -> its LayerInputs
 
 
 def build_adapters(cfg: DiTConfig, swap: SwapConfig, rngs: nnx.Rngs) -> dict[str, Condition]:
@@ -157,12 +141,9 @@ class SwapDiT(WanDiT):
         _check_batch(prepared, video.batch, "prepared")
         return prepared
 
-    def condition_layers(self, prepared: dict[str, Any], video: VideoStream, prefix_tokens: int = 0
+    def condition_layers(self, prepared: dict[str, Any], video: VideoStream
                          ) -> tuple[Any, Callable[[Any], LayerInputs] | None]:
-        """(`layer_xs`, `layer_fn`) for `run_blocks`: every prepared condition's per-layer inputs, combined.
-
-        With `prefix_tokens = Lp > 0` (a single pass over `[prefix; video]`) residuals are padded with zeros on
-        the prefix tokens."""
+        """(`layer_xs`, `layer_fn`) for `run_blocks`: every prepared condition's per-layer inputs, combined."""
         names = [name for name in self.condition_names if name in prepared]  # build order, not the dict's
         if not names:
             return None, None
@@ -170,11 +151,7 @@ class SwapDiT(WanDiT):
         xs = {name: getattr(self, name).layer_xs() for name in names}
 
         def layer_fn(layer: dict[str, Any]) -> LayerInputs:
-            inputs = combine([getattr(self, name).layer_inputs(prepared[name], layer[name], video) for name in names])
-            if prefix_tokens and inputs.residual is not None:
-                pad = ((0, 0), (prefix_tokens, 0), (0, 0))
-                inputs = inputs._replace(residual=jnp.pad(inputs.residual, pad))  # [B, Lp + Lv, D]
-            return inputs
+            return combine([getattr(self, name).layer_inputs(prepared[name], layer[name], video) for name in names])
 
         return xs, layer_fn
 
@@ -219,44 +196,6 @@ class SwapDiT(WanDiT):
         """Training forward: prefix stream then video stream (gradients reach both) -> velocity of the video."""
         return self.video_forward(self.prefix_cache(inputs), inputs.fused, inputs.t)
 
-    def single_pass_stream(self, inputs: SwapInputs) -> Stream:
-        """`[prefix; video]` as one stream: tokens, per-token modulation (t = 0 on the prefix), context, RoPE
-        and the conditions' per-layer inputs, ready for the layer scan."""
-        video = self.video_stream(inputs.fused.shape)
-        b, grid = video.batch, video.grid
-        p = self._check_prefix(inputs.prefix, b)
-        x = self.patch_embed(inputs.fused)  # [B, Lv, D]
-        lv = x.shape[1]
-        t = jnp.asarray(inputs.t, jnp.float32)
-        t_video = jnp.broadcast_to(t[:, None], (b, lv)) if t.ndim == 1 else t  # [B, Lv]
-        if p:
-            if tuple(inputs.prefix.shape[2:]) != tuple(inputs.fused.shape[2:]):
-                raise ValueError(f"prefix frames {tuple(inputs.prefix.shape)} and fused video "
-                                 f"{tuple(inputs.fused.shape)} differ in [h, w, C]: build both at the same latent size")
-            x = jnp.concatenate([self.patch_embed(inputs.prefix), x], axis=1)  # [B, Lp + Lv, D]
-        lp = x.shape[1] - lv
-        t_tok = jnp.concatenate([jnp.zeros((b, lp), jnp.float32), t_video], axis=1)  # [B, L]
-        temb, e = self.embed_time(t_tok, x.shape[1])  # [B, L, D], [B, L, 6, D]
-        text, image = self.swap_context(inputs.context, inputs.image_context)
-        xs, fn = self.condition_layers(self.prepare_conditions(inputs.conditions, video), video, prefix_tokens=lp)
-        rope = self.rope((p + grid[0], grid[1], grid[2]))
-        return Stream(x, e, temb, text, image, rope, lp, grid, xs, fn)
-
-    def single_pass_tokens(self, inputs: SwapInputs
-                           ) -> tuple[Float[Array, "b l d"], Float[Array, "b l d"], tuple[int, int, int], int]:
-        """`[prefix; video]` through every layer -> (final tokens `[B, Lp + Lv, D]`, per-token temb, video grid,
-        Lp)."""
-        s = self.single_pass_stream(inputs)
-        x, _ = self.run_blocks(s.x, s.e, s.text, s.image, s.rope, prefix_len=s.prefix_tokens, layer_xs=s.layer_xs,
-                               layer_fn=s.layer_fn)
-        return x, s.temb, s.grid, s.prefix_tokens
-
-    def single_pass(self, inputs: SwapInputs) -> Float[Array, "b f h w co"]:
-        """The uncached path (see module docstring) -> velocity of the video frames only."""
-        x, temb, grid, lp = self.single_pass_tokens(inputs)
-        return self.video_output(x[:, lp:], temb[:, lp:], grid)
-
-
 # ------------------------------------------------------------------------------------------ helpers
 def _check_batch(prepared: dict[str, Any], batch: int, what: str) -> None:
     for name, tree in prepared.items():
@@ -274,17 +213,6 @@ def null_prefix(z_r: Float[Array, "b 1 h w z"] | None, swap: SwapConfig, z_a: ja
                          anchor_present, **kw)
 
 
-def concat_caches(a: PrefixCache, b: PrefixCache) -> PrefixCache:
-    """Two caches as one batch `[a; b]` (e.g. conditional and null branches; same text length, same conditions)."""
-    if set(a.conditions) != set(b.conditions):
-        raise ValueError(f"the caches hold different conditions ({sorted(a.conditions)} vs {sorted(b.conditions)}): "
-                         "prepare both guidance branches with the same conditions (null inputs where one has none)")
-    cat = lambda x, y: jnp.concatenate([x, y], axis=0)
-    kv = None if a.kv is None else tuple(jnp.concatenate([x, y], axis=1) for x, y in zip(a.kv, b.kv))
-    image = None if a.image is None else cat(a.image, b.image)
-    return PrefixCache(kv, cat(a.text, b.text), image, jax.tree.map(cat, a.conditions, b.conditions))
-
-
 def swap_prefix_cache(graphdef: nnx.GraphDef, state: nnx.State, inputs: SwapInputs) -> PrefixCache:
     """Pure `SwapDiT.prefix_cache`; jit with graphdef static."""
     return nnx.merge(graphdef, state).prefix_cache(inputs)
@@ -299,11 +227,6 @@ def swap_video_step(graphdef: nnx.GraphDef, state: nnx.State, cache: PrefixCache
 def swap_apply(graphdef: nnx.GraphDef, state: nnx.State, inputs: SwapInputs) -> jax.Array:
     """Pure training forward `SwapDiT.__call__`; jit with graphdef static."""
     return nnx.merge(graphdef, state)(inputs)
-
-
-def swap_single_pass(graphdef: nnx.GraphDef, state: nnx.State, inputs: SwapInputs) -> jax.Array:
-    """Pure `SwapDiT.single_pass`; jit with graphdef static."""
-    return nnx.merge(graphdef, state).single_pass(inputs)
 
 
 def init_swap(cfg: DiTConfig, swap: SwapConfig, key: jax.Array) -> tuple[nnx.GraphDef, nnx.State]:

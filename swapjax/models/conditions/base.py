@@ -9,8 +9,8 @@ does not depend on it), in two stages:
 1. `prepare(inputs, video)`, once per video and guidance branch: the condition's typed inputs (the entry under
    its name in `SwapInputs.conditions`) -> a pytree of per-video arrays (pose features, point-MLP outputs and
    token indices, an identity token). It is stored in the prefix cache next to the reference K/V and reused at
-   every sampling step. Every leaf must lead with the batch axis `[B, ...]`, so the caches of two guidance
-   branches concatenate into one batch (`swap.concat_caches`).
+   every sampling step. Every leaf must lead with the batch axis `[B, ...]`, so the guidance branches run as
+   one batch (the sampling engine stacks them on that axis).
 2. `layer_inputs(prepared, layer, video)`, inside the layer scan: that layer's `LayerInputs` (attention branches,
    a residual, extra key/value tokens). `layer` is this layer's slice of `layer_xs()` (a pytree with a leading
    `layers` axis, e.g. the slot of this layer's adapter; `None` for a condition without per-layer inputs).
