@@ -34,7 +34,7 @@ def test_held_out_cases_are_new_clips_in_the_case_format(tmp_path):
     assert write_cases(data, seed=3, count=2, folder=tmp_path / "cases") == paths
     assert paths[0].stat().st_mtime_ns == stamp  # kept, not rewritten
     cases = read_cases(tmp_path / "cases", tmp_path / "eval")
-    inputs = cases.read(cases.items[0], text_dim=None)
+    inputs = cases[0].read(text_dim=None)
     np.testing.assert_array_equal(inputs.video, first)
     assert inputs.ground_truth is not None
 

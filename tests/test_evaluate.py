@@ -39,12 +39,12 @@ def test_folder_cases_take_truth_files_beside_videos(tmp_path):
     np.savez(tmp_path / "pair.npz", source=clip(5), mask=box_track(5), reference=reference(),
              ground_truth=clip(5, seed=1), extra=np.arange(2))
     cases = read_cases(tmp_path, tmp_path / "out")
-    assert [job.name for job in cases.items] == ["pair", "walk"]
-    assert cases.truths == {"walk": tmp_path / "walk_truth.mp4"}
-    assert cases.items[1].out == tmp_path / "out" / "walk.mp4"
-    walk = cases.read(cases.items[1], None)
+    assert [job.name for job in cases] == ["pair", "walk"]
+    assert [job.ground_truth for job in cases] == [None, tmp_path / "walk_truth.mp4"]
+    assert cases[1].out == tmp_path / "out" / "walk.mp4"
+    walk = cases[1].read(None)
     assert walk.ground_truth.shape == walk.video.shape == (5, 32, 32, 3)
-    assert cases.read(cases.items[0], None).ground_truth.shape == (5, 32, 32, 3)  # from the NPZ
+    assert cases[0].read(None).ground_truth.shape == (5, 32, 32, 3)  # from the NPZ
 
 
 def test_json_cases_names_truths_and_bad_entries(tmp_path):
@@ -59,15 +59,15 @@ def test_json_cases_names_truths_and_bad_entries(tmp_path):
                "walk.mp4"]
     (tmp_path / "cases.json").write_text(json.dumps(entries))
     cases = read_cases(tmp_path / "cases.json", tmp_path / "eval")
-    jobs = cases.items[:3]
+    jobs = cases[:3]
     assert [j.name for j in jobs] == ["walk", "walk_1", "bad_truth"] and jobs[0].seed == 2
     assert jobs[1].out == tmp_path / "eval" / "walk_1.mp4"
-    errors = [str(e) for e in cases.items[3:]]
-    assert all(isinstance(e, InputError) for e in cases.items[3:])
+    errors = [str(e) for e in cases[3:]]
+    assert all(isinstance(e, InputError) for e in cases[3:])
     assert "unknown keys ['out']" in errors[0] and "'guidance_scale' must be a finite number" in errors[1]
     assert "case 5 is a str" in errors[2]
     with pytest.raises(InputError, match=r"ground truth .*short_truth.npy.* is \[3, 32, 32, 3\] but the source"):
-        cases.read(jobs[2], None)
+        jobs[2].read(None)
 
 
 def test_case_list_errors():
@@ -132,6 +132,7 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path):
     (tmp_path / "eval" / "metrics.csv").write_text("old")
     proc = _module(*base, "--cases", tmp_path, cwd=ROOT)
     assert proc.returncode == 2 and "metrics.csv" in proc.stderr and "already exists" in proc.stderr
+    assert "--overwrite" in proc.stderr and proc.stderr.count("\n") == 1
     proc = _module(*base, "--cases", tmp_path, "--overwrite", cwd=ROOT)  # on to the checkpoint: missing
     assert proc.returncode == 2 and "checkpoint" in proc.stderr and proc.stderr.count("\n") == 1
     assert (tmp_path / "eval" / "metrics.csv").read_text() == "old" and not (tmp_path / "eval" / "walk.mp4").exists()

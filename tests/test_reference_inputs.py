@@ -100,7 +100,7 @@ def test_job_lists_batch_folders_and_evaluation_cases_carry_the_reference_mask(j
     np.testing.assert_array_equal(listed[0].read(None).reference_mask, mask)
     assert isinstance(listed[1], InputError) and "drop the other inputs" in str(listed[1])
     (d / "cases.json").write_text(json.dumps([entry]))
-    case = read_cases(d / "cases.json", d / "out").items[0]
+    case = read_cases(d / "cases.json", d / "out")[0]
     np.testing.assert_array_equal(case.read(None).reference_mask, mask)
 
     batch = d / "batch"

@@ -46,7 +46,7 @@ def test_batch_folder_end_to_end(tmp_path):
                            str(tmp_path / "ckpt"), "--batch", str(clips), "--out-dir", str(out), "--set",
                            "sample.sampler.num_steps=2", "--set", "sample.text_len=8", "--quiet"],
                           capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
-    assert proc.returncode == 2, proc.stderr  # one job was bad
+    assert proc.returncode == 1, proc.stderr  # one job was bad, the others ran: a partly failed batch
     errors = proc.stderr.strip().splitlines()
     assert len(errors) == 1 and errors[0].startswith("error: ") and "lonely_mask" in errors[0], proc.stderr
     wrote = [line for line in proc.stdout.splitlines() if line.startswith("wrote ")]

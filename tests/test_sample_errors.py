@@ -121,6 +121,7 @@ def test_existing_output_is_refused_before_any_work(files, tmp_path, capsys):
     assert cli.main(_args(files, out)) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error: ") and "already exists" in err, err
+    assert "--overwrite" in err  # the flag that replaces it
     assert out.read_bytes() == b"keep me" and not (tmp_path / "result_sheet.png").exists()
 
 

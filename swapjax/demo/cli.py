@@ -6,14 +6,16 @@
    synthetic data; `WORKDIR/vae` and `WORKDIR/export` are the trained models. Running the command again
    resumes an interrupted run and skips finished stages.
 2. cases (`cases.py`): `--pairs` held-out synthetic swap pairs with ground truth -> `WORKDIR/cases/*.npz`.
-3. evaluate (`swapjax.evaluate.cli.evaluate`, the sampler settings of the config's `sample` section):
+3. evaluate (`swapjax.evaluate.cli.evaluate` on the sampling runner `sample.py` uses, the sampler settings of
+   the config's `sample` section):
    `WORKDIR/eval/` receives one MP4 and PNG sheet per case, `metrics.csv`, `metrics.md` and
    `contact_sheet.png`.
 4. goals (`goals.py`): the headline figures with PASS / FAIL per goal, printed and written to
    `WORKDIR/eval/goals.md`, with the time each phase took.
 
 Exit codes: 0 the demo ran to the end (the table says which goals were met); 1 training stopped (non-finite
-steps), or with `--strict` some goal was missed; 2 bad input (one `error:` line naming it).
+steps), or with `--strict` some goal was missed; 2 bad input (one `error:` line naming it; a `--workdir` this
+run created is removed).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import time
 from typing import Sequence
 
 from swapjax.cli_parser import OneLineParser
+from swapjax.entry import add_set_argument, run_main
 
 PROG = "python -m swapjax.demo"
 DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parents[2] / "configs" / "demo.py"
@@ -36,8 +39,7 @@ def parse_args(argv: Sequence[str] | None = None):
     p.add_argument("--workdir", required=True, help="folder for the models, the cases and the evaluation")
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="run config (default: configs/demo.py)")
     p.add_argument("--pairs", type=int, default=20, help="held-out swap pairs to evaluate (default 20)")
-    p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="config overrides, e.g. --set train.steps=100 sample.num_steps=8")
+    add_set_argument(p, help="config overrides, e.g. --set train.steps=100 sample.sampler.num_steps=8")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed (default: report it, exit 0)")
     args = p.parse_args(argv)
@@ -53,48 +55,49 @@ def _minutes(seconds: float) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the demo (see the module docstring); returns the exit code."""
     args = parse_args(argv)
-    from swapjax.atomic import atomic_write
+    return run_main(lambda: _run(args), creates=[args.workdir])
+
+
+def _run(args) -> int:
     from swapjax.config import load_config
-    from swapjax.errors import ConfigError
-    from swapjax.errors import CheckpointError
-    from swapjax.convert.saved import load_converted
-    from swapjax.errors import InputError
     from swapjax.demo.cases import write_cases
-    from swapjax.demo.goals import all_passed, check_goals, goals_text
+    from swapjax.errors import ConfigError
     from swapjax.evaluate.cli import evaluate
+    from swapjax.sample.runner import ModelSource
     from swapjax.train import train
 
     workdir = pathlib.Path(args.workdir).absolute()
     times: dict[str, float] = {}
-    try:
-        config = load_config(args.config, args.overrides)
-        if config.train.vae_steps == 0 and config.train.vae_init is None:
-            raise ConfigError("the demo needs a VAE: set train.vae_steps to a positive number of steps (train one) "
-                              "or train.vae_init to a converted VAE folder")
-        if args.quiet:
-            config = config.replace(train=dataclasses.replace(config.train, progress=False))
-        start = time.perf_counter()
-        outcome = train(config, workdir)
-        times["train (VAE + swap DiT)"] = time.perf_counter() - start
-        if outcome.status != "done":
-            print(f"{PROG}: training stopped ({outcome.status}): {outcome.message}", file=sys.stderr)
-            return 1
-        start = time.perf_counter()
-        write_cases(config.data, config.seed, args.pairs, workdir / "cases")
-        times["held-out cases"] = time.perf_counter() - start
-        # The run's VAE (trained here, or `train.vae_init` used frozen) carries its latent statistics
-        # (swapjax/train/vae_stage.py); sample with them.
-        vae_dir = workdir / "vae" if config.train.vae_steps > 0 else pathlib.Path(config.train.vae_init)
-        trained_vae = load_converted(vae_dir)[1]
-        vae = dataclasses.replace(config.vae, latents_mean=trained_vae.latents_mean,
-                                  latents_std=trained_vae.latents_std)
-        start = time.perf_counter()
-        rows = evaluate(config.replace(vae=vae), config.sample, workdir / "cases", workdir / "eval",
-                        workdir / "export", vae_dir, overwrite=True, quiet=args.quiet)
-        times["evaluation (sampling + scores)"] = time.perf_counter() - start
-    except (ConfigError, CheckpointError, InputError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    config = load_config(args.config, args.overrides)
+    if config.train.vae_steps == 0 and config.train.vae_init is None:
+        raise ConfigError("the demo needs a VAE: set train.vae_steps to a positive number of steps (train one) "
+                          "or train.vae_init to a converted VAE folder")
+    if args.quiet:
+        config = config.replace(train=dataclasses.replace(config.train, progress=False),
+                                sample=config.sample.replace(progress=False))
+    start = time.perf_counter()
+    outcome = train(config, workdir)
+    times["train (VAE + swap DiT)"] = time.perf_counter() - start
+    if outcome.status != "done":
+        print(f"{PROG}: training stopped ({outcome.status}): {outcome.message}", file=sys.stderr)
+        return 1
+    start = time.perf_counter()
+    write_cases(config.data, config.seed, args.pairs, workdir / "cases")
+    times["held-out cases"] = time.perf_counter() - start
+    # The run's VAE (trained here, or `train.vae_init` used frozen); the runner reads its latent statistics.
+    vae_dir = workdir / "vae" if config.train.vae_steps > 0 else pathlib.Path(config.train.vae_init)
+    start = time.perf_counter()
+    rows = evaluate(config, workdir / "cases", workdir / "eval", ModelSource(workdir / "export", vae_dir),
+                    overwrite=True)
+    times["evaluation (sampling + scores)"] = time.perf_counter() - start
+    return _report(args, workdir, rows, times)
+
+
+def _report(args, workdir: pathlib.Path, rows: list, times: dict[str, float]) -> int:
+    """Prints the goals and the run times and writes them to `WORKDIR/eval/goals.md`; the exit code."""
+    from swapjax.atomic import atomic_write
+    from swapjax.demo.goals import all_passed, check_goals, goals_text
+
     figures = check_goals(rows)
     timing = "\n".join(f"- {name}: {_minutes(seconds)}" for name, seconds in times.items())
     text = (f"{goals_text(figures)}\nRun times ({len(rows)} held-out pairs):\n{timing}\n"

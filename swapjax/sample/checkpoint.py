@@ -45,7 +45,7 @@ from swapjax.atomic import atomic_write
 from swapjax.config import Config
 from swapjax.convert import saved
 from swapjax.convert.checkpoint_io import check_shapes
-from swapjax.errors import CheckpointError
+from swapjax.errors import CheckpointError, foreign_message
 from swapjax.convert.pipeline import read_manifest
 from swapjax.models.dit_config import DiTConfig
 from swapjax.models.execution import architecture
@@ -216,9 +216,23 @@ def load_models(config: Config, checkpoint: str | pathlib.Path, vae: str | pathl
     config = take_learned(config, vae_dir)
     dit_graph, dit_like = abstract_swap(config.dit, config.swap)
     vae_graph, vae_like = abstract_vae(config.vae)
-    _, _, dit_state = saved.load_converted(dit_dir, mesh=mesh)
-    _, _, vae_state = saved.load_converted(vae_dir, mesh=mesh)
+    dit_state = _restore(dit_dir, "swap model", mesh)
+    vae_state = _restore(vae_dir, "VAE", mesh)
     return SamplingModels(config, dit_graph, _cast(dit_state, dit_like), vae_graph, _cast(vae_state, vae_like))
+
+
+def _restore(folder: pathlib.Path, what: str, mesh: jax.sharding.Mesh | None) -> nnx.State:
+    """The parameters in `folder`; a file orbax/tensorstore cannot read (truncated by a full disk or an interrupted
+    copy, corrupt) is one `CheckpointError` naming the folder and the fix, not a traceback."""
+    try:
+        return saved.load_converted(folder, mesh=mesh)[2]
+    except Exception as err:  # orbax/tensorstore raise their own types; only the ones errors.py recognises
+        if foreign_message(err) is None:
+            raise
+        detail = " ".join(str(err).split())[:200]
+        raise CheckpointError(f"{what} {str(folder)!r} could not be read, its parameters are truncated or corrupt "
+                              f"({detail}): copy or convert the checkpoint again (python -m swapjax.convert), or "
+                              "point at a complete one") from None
 
 
 def save_sampling_checkpoint(out: str | pathlib.Path, config: Config, dit_state: nnx.State, vae_state: nnx.State,

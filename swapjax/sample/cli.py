@@ -1,7 +1,7 @@
 """The sampling command line (`python sample.py`, see README "Sampling").
 
     python sample.py --config configs/swap_tiny.py --checkpoint CKPT \
-        --video walk.mp4 --mask walk_mask.json --reference cat.png --out out/walk.mp4 [--set sample.num_steps=30]
+        --video walk.mp4 --mask walk_mask.json --reference cat.png --out out/walk.mp4 [--set sample.sampler.num_steps=30]
     python sample.py ... --case case.npz --out out/case.mp4            # one NPZ: source, mask, reference
     python sample.py ... --jobs jobs.json                               # batch: a JSON job list
     python sample.py ... --batch clips/ --out-dir out/                  # batch: a folder
@@ -11,35 +11,29 @@
 `--prompt` (and `--negative-prompt`, the empty prompt by default, for the null guidance branch) and, for I2V-based
 models, its CLIP encodes every job's reference; both run and are released before the DiT loads.
 
-`--set key=value` overrides the run config (`dit.attention=cudnn`, `mesh.sequence=-1`) or, under `sample.`, the
-`SampleConfig` (`sample.num_steps=30`, `sample.guidance_scale=4.5`). The checkpoint layouts (a finished run's
+`--set key=value [key=value ...]` (repeatable) overrides the run config (`dit.attention=cudnn`, `mesh.sequence=-1`)
+or, under `sample.`, the `SampleConfig` (`sample.area=399360`, `sample.sampler.num_steps=30`,
+`sample.sampler.guidance_scale=4.5`). The checkpoint layouts (a finished run's
 folder, `--checkpoint RUN`, among them) are documented in `swapjax/sample/checkpoint.py`; a trained VAE's latent
-statistics are read from it, not from the config. Order of work: arguments and configs, outputs, the checkpoint's shapes, every
-job's inputs; only then the model loads. Any problem there is one `error:` line and exit code 2 with nothing
-written; in batch mode a bad job is one line and the others still run (exit 2 if any failed). With more than
-one device, sampling runs under the config's mesh (default: every device on `sequence`).
+statistics are read from it, not from the config. The work is `swapjax.sample.runner`'s (the runner evaluate shares):
+arguments and configs, the checkpoint's shapes, every job's outputs and inputs; only then the model loads. Any
+problem there is one `error:` line and exit code 2 with nothing written (a truncated checkpoint too); in batch
+mode a bad job is one line and the others still run: exit 1 when some job failed, 2 when none could run. With
+more than one device, sampling runs under the config's mesh (default: every device on `sequence`).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import dataclasses
-import json
 import pathlib
-import sys
-from typing import Any, Sequence
+from typing import Sequence
 
 from swapjax.cli_parser import OneLineParser
-from swapjax.config import Config, load_config
-from swapjax.errors import ConfigError
-from swapjax.errors import CheckpointError
+from swapjax.entry import add_set_argument, run_main
 from swapjax.errors import InputError
 from swapjax.sample import jobs as job_lib
-from swapjax.sample.config import SampleConfig
 
 PROG = "python sample.py"
-
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -70,19 +64,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fps", type=float, help="frame rate for frame folders and arrays (default 24)")
     p.add_argument("--out", help="result video (.mp4); the sheet goes to OUT_sheet.png")
     p.add_argument("--out-dir", help="output folder for --batch")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override, repeatable (sample.* for the sampler)")
+    add_set_argument(p, help="config overrides, e.g. sample.sampler.num_steps=30 dit.attention=cudnn")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p.parse_args(argv)
-
-
-def load_configs(path: str, overrides: Sequence[str]) -> tuple[Config, SampleConfig]:
-    """The run config with its `--set` overrides applied, and its `sample` section."""
-    config = load_config(path, overrides)
-    if not any(o.startswith("mesh.") for o in overrides):
-        config = config.replace(mesh=dataclasses.replace(config.mesh, data=1, fsdp=1, tensor=1, sequence=-1))
-    return config, config.sample
 
 
 def build_jobs(args: argparse.Namespace) -> list:
@@ -122,120 +107,29 @@ def build_jobs(args: argparse.Namespace) -> list:
                         keypoints=args.keypoints and pathlib.Path(args.keypoints), **kw)]
 
 
-def _say(message: str) -> None:
-    """One `error:` line on stderr; a message listing items on further lines (checkpoint mismatches) is folded."""
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
-    print("error: " + " ".join(lines[:1] + ["; ".join(lines[1:])] if len(lines) > 1 else lines), file=sys.stderr)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the CLI; returns 0 when every job was written, 2 on bad input (one `error:` line each)."""
-    return run(parse_args(argv))
+    """Runs the CLI; returns the exit code (0 every job written, 1 some failed, 2 bad input: see the docstring)."""
+    args = parse_args(argv)
+    from swapjax.sample.outputs import sheet_path  # after the argument checks: this imports the models
+
+    creates = [args.out, args.out and sheet_path(args.out), args.out_dir]  # removed again on bad input
+    return run_main(lambda: run(args), creates=creates)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Everything after parsing (see the module docstring)."""
-    from swapjax.sample import checkpoint, outputs  # after the argument checks: these import the models
+    """Everything after parsing: the runner checks, then samples and writes every job (see the docstring)."""
+    from swapjax.sample.runner import ModelSource, Runner, batch_exit_code, load_run_config, print_outcome
 
-    try:
-        config, sample_cfg = load_configs(args.config, args.overrides)
-        if args.quiet:
-            sample_cfg = sample_cfg.replace(progress=False)
-        jobs = build_jobs(args)
-        if args.pipeline is None and (args.prompt is not None or args.negative_prompt):
-            raise InputError("--prompt / --negative-prompt need --pipeline (the text encoder lives there); with "
-                             "--checkpoint pass embeddings with --text")
-        if args.pipeline is not None and args.vae is not None:
-            raise InputError("--vae belongs to --checkpoint; a --pipeline folder holds its own vae/")
-        root = args.pipeline or args.checkpoint
-        if args.pipeline is not None:
-            checkpoint.pipeline_parts(args.pipeline)
-        ckpt = checkpoint.resolve(root, args.vae, vae_init=config.train.vae_init)
-        checkpoint.check_against_config(config, *ckpt)
-    except (InputError, ConfigError, CheckpointError) as err:
-        _say(str(err))
-        return 2
-
-    text_dim = config.dit.text_dim
-
-    def check(job: job_lib.Job) -> None:
-        outputs.check_outputs(job.out, overwrite=args.overwrite)
-        job.read(text_dim)
-
-    runnable, failed = job_lib.precheck(jobs, check)
-    for outcome in failed:
-        _say(outcome.error)
-    if not runnable:
-        return 2
-    try:
-        from swapjax.sample.engine import Engine
-        from swapjax.sample.pipeline import swap_video
-
-        mesh = _mesh(config)
-        contexts = None
-        if args.pipeline is not None:  # the encoders run (and are released) before the DiT loads
-            from swapjax.sample.contexts import encode_contexts
-
-            from swapjax.data.reference import prepare_reference
-
-            def prepared(job) -> Any:  # uint8 [S, S, 3]: CLIP reads the reference as training's encodings do
-                inputs = job.read(text_dim)
-                return prepare_reference(inputs.reference, inputs.reference_mask, size=config.data.ref_size,
-                                         name=f"reference image of {inputs.name!r}")
-
-            contexts = encode_contexts(args.pipeline, runnable, prepared,
-                                       prompt=args.prompt, negative_prompt=args.negative_prompt,
-                                       text_len=sample_cfg.text_len, dit_cfg=config.dit)
-        models = checkpoint.load_models(config, root, args.vae, mesh=mesh)  # built abstractly: no mesh set
-        engine = Engine(models, sample_cfg, mesh=mesh)
-
-        def work(job: job_lib.Job) -> dict[str, Any]:
-            outputs.check_outputs(job.out, overwrite=args.overwrite)
-            inputs = job.read(text_dim)
-            extra: dict[str, Any] = {}
-            if contexts is not None:
-                inputs, extra = contexts.apply(job, inputs)
-            result = swap_video(engine, inputs, sample_cfg, config.data.mask, guidance=job.guidance_scale,
-                                text_guidance=job.text_guidance_scale, seed=job.seed,
-                                ref_size=config.data.ref_size, **extra)
-            outputs.write_outputs(job.out, inputs, result, sheet_rows=sample_cfg.sheet_frames)
-            return result.report
-
-        with _use_mesh(mesh):
-            outcomes = job_lib.run(runnable, work, _print_outcome)
-    except (InputError, ConfigError, CheckpointError) as err:
-        _say(str(err))
-        return 2
-    return 0 if not failed and all(o.error is None for o in outcomes) else 2
-
-
-def _print_outcome(outcome: job_lib.Outcome) -> None:
-    if outcome.error is not None:
-        _say(outcome.error)
-        return
-    r = outcome.report
-    seam = "n/a" if r["seam_ratio"] is None else f"{r['seam_ratio']:.3f}"
-    print(f"wrote {outcome.job.out} ({r['frames']} frames, model {r['model_hw'][0]}x{r['model_hw'][1]}"
-          f"{', tunnel' if r['tunnel'] else ''}, {len(r['windows'])} window(s), seam ratio {seam}, colour drift "
-          f"{r['colour_drift']:.2f}): {json.dumps(r)}")
-
-
-def _mesh(config: Config):
-    """The config's mesh with more than one device; None (plain single-device code) otherwise."""
-    import jax
-
-    from swapjax.parallel import make_mesh
-
-    return None if jax.device_count() == 1 else make_mesh(config.mesh)
-
-
-@contextlib.contextmanager
-def _use_mesh(mesh):
-    """`jax.set_mesh(mesh)` for the sampling itself (the models' activation constraints read it)."""
-    import jax
-
-    if mesh is None:
-        yield
-        return
-    with jax.set_mesh(mesh):
-        yield
+    config = load_run_config(args.config, args.overrides, quiet=args.quiet)
+    jobs = build_jobs(args)
+    source = ModelSource(checkpoint=args.checkpoint, vae=args.vae, pipeline=args.pipeline, prompt=args.prompt,
+                         negative_prompt=args.negative_prompt)
+    runner = Runner(config, source, overwrite=args.overwrite)
+    runner.check()
+    checked = runner.precheck(jobs)
+    for failed in checked:
+        if not isinstance(failed, job_lib.Job):
+            print_outcome(failed)
+    runnable = [c for c in checked if isinstance(c, job_lib.Job)]
+    outcomes = runner.run(runnable, on_outcome=print_outcome) if runnable else []
+    return batch_exit_code(checked, outcomes)

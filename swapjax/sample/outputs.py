@@ -14,7 +14,7 @@ import numpy as np
 
 from swapjax.atomic import check_output
 from swapjax.data import video_io
-from swapjax.errors import InputError
+from swapjax.errors import InputError, OutputError
 from swapjax.sample.inputs import JobInputs
 from swapjax.sample.pipeline import SwapResult, letterbox
 
@@ -25,14 +25,24 @@ def sheet_path(out: str | pathlib.Path) -> pathlib.Path:
     return out.with_name(f"{out.stem}_sheet.png")
 
 
+def check_new(path: str | pathlib.Path, *, flag: str = "--out", overwrite: bool = False) -> pathlib.Path:
+    """`atomic.check_output` for a command with `--overwrite`: an existing file is refused with a message that
+    names the flag that replaces it. Returns the path (absolute)."""
+    path = pathlib.Path(path).absolute()
+    if path.exists() and not overwrite:
+        raise OutputError(f"{flag} {str(path)!r} already exists: pass --overwrite to replace it, or choose another "
+                          f"{flag.split()[0]}")
+    return check_output(path, flag=flag, replace=True)
+
+
 def check_outputs(out: str | pathlib.Path, *, overwrite: bool = False, flag: str = "--out") -> pathlib.Path:
     """Checks that the video and its sheet can be written; returns the video path (absolute)."""
     out = pathlib.Path(out)
     if out.suffix.lower() not in video_io.WRITE_VIDEO_SUFFIXES:
         raise InputError(f"{flag} {str(out)!r} has suffix {out.suffix!r}: write a video, one of "
                          f"{video_io.WRITE_VIDEO_SUFFIXES}")
-    path = check_output(out, flag=flag, replace=overwrite)
-    check_output(sheet_path(out), flag=f"{flag} sheet", replace=overwrite)
+    path = check_new(out, flag=flag, overwrite=overwrite)
+    check_new(sheet_path(out), flag=f"{flag} sheet", overwrite=overwrite)
     return path
 
 
