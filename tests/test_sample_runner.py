@@ -118,7 +118,6 @@ def test_a_failed_job_in_the_run_exits_1(files, tmp_path, monkeypatch, capsys):
 def test_one_job_parser_reads_ground_truth_and_names(files, tmp_path):
     from swapjax.sample.jobs import jobs_from_json
 
-    (tmp_path / "truth.npy").write_bytes(b"")
     np.save(tmp_path / "truth.npy", clip(5, seed=2))
     entry = {"video": str(files / "walk.mp4"), "mask": str(files / "walk_mask.npy"),
              "reference": str(files / "walk_ref.png"), "ground_truth": "truth.npy", "name": "walk it"}
