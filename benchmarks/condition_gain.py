@@ -166,8 +166,8 @@ def main() -> None:
           f"{off.data.num_frames} frames; a masked disc of two halves, their centroids {PART_OFFSET:.1f} px from its "
           "centre")
     print(f"training: seed {args.seed}, VAE {args.vae_steps} steps (once), swap DiT {args.steps} steps per run, "
-          f"batch {off.data.batch_size}; sampling: {off.sample.solver} {off.sample.num_steps} steps, guidance "
-          f"{off.sample.guidance_scale:g}")
+          f"batch {off.data.batch_size}; sampling: {off.sample.sampler.solver} {off.sample.sampler.num_steps} steps, guidance "
+          f"{off.sample.sampler.guidance_scale:g}")
     print(f"machine: {'; '.join(loads)} (before/after each run, after sampling); total "
           f"{time.perf_counter() - begin:.0f} s")
     print(f"{'':24}{'no pose':>12}{'pose':>12}")

@@ -47,8 +47,8 @@ def test_a_none_section_is_created_from_defaults():
 
 
 def test_train_and_sample_sections_take_overrides(tiny):
-    cfg = apply_overrides(tiny, ["sample.num_steps=3", "sample.guidance_scale=2.5"])
-    assert cfg.sample.num_steps == 3 and cfg.sample.guidance_scale == 2.5
+    cfg = apply_overrides(tiny, ["sample.sampler.num_steps=3", "sample.sampler.guidance_scale=2.5"])
+    assert cfg.sample.sampler.num_steps == 3 and cfg.sample.sampler.guidance_scale == 2.5
 
 
 def test_bad_value_prints_nothing_but_the_error(tiny, capsys):

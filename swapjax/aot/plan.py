@@ -203,7 +203,7 @@ def plan_sample_step(config: Config, mesh: jax.sharding.Mesh) -> StepPlan:
                                                 pixels_per_latent=swap.pixels_per_latent),
                               sds(1, data.num_frames, data.height, data.width))
         parts = {"mask": mask, "agnostic": x, "condition": x if swap.condition_channels else None}
-        solver = jax.eval_shape(functools.partial(flow.init_state, cfg.solver), x)
+        solver = jax.eval_shape(functools.partial(flow.init_state, cfg.sampler.solver), x)
         rest = (cache, x, solver, sds(dtype=jnp.int32), sds(*engine.sigmas.shape), sds(*engine.times.shape),
                 sds(2), parts)
         rest_in = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=rep), rest)
