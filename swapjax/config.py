@@ -200,7 +200,7 @@ def _dataclass_in(hint: Any) -> type | None:
 
 
 def _parse(hint: Any, value: str, what: str) -> Any:
-    if hint is Conditions:  # swap.conditions=pose,points (names; "" or none = no conditions)
+    if Conditions in (hint, *typing.get_args(hint)):  # swap.conditions=pose,points (names; "" or none = none)
         names = [n.strip() for n in value.strip().strip("()[]").split(",") if n.strip()]
         return Conditions(()) if names in ([], ["none"], ["None"]) else Conditions(names)
     if _dataclass_in(hint) is not None:
@@ -230,4 +230,3 @@ def _tokens(hint: Any, value: str) -> list[str]:
 
 def _type_name(hint: Any) -> str:
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
-

@@ -31,7 +31,7 @@ class CheckpointError(SwapjaxError):
     """A checkpoint cannot be read or does not match the config; the message says which and how to fix it."""
 
 
-def require(ok: bool, message: str) -> None:
+def require(ok: object, message: str) -> None:
     """Raises `ConfigError(message)` unless `ok`."""
     if not ok:
         raise ConfigError(message)

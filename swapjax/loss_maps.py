@@ -116,7 +116,7 @@ def mear_latent_weights(video: Float[Array, "b F H W 3"], landmarks: Float[Array
 
 
 # -------------------------------------------------------------------------------------- identity cosines
-def cosine_similarity(a: Float[Array, "*n e"], b: Float[Array, "*n e"], eps: float = 1e-8) -> Float[Array, "*n"]:
+def cosine_similarity(a: Float[Array, "*#n e"], b: Float[Array, "*#n e"], eps: float = 1e-8) -> Float[Array, "*#n"]:
     """Cosine of the last axes, `a·b / max(|a||b|, eps)` (finite, with a gradient, for zero vectors)."""
     a, b = a.astype(jnp.float32), b.astype(jnp.float32)
     norms = jnp.sqrt(jnp.sum(a * a, axis=-1) * jnp.sum(b * b, axis=-1) + eps ** 2)

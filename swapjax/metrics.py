@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import pathlib
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Protocol, Sequence, runtime_checkable
 
 import cv2
 import numpy as np
@@ -178,6 +178,7 @@ def warp_error(frames: np.ndarray, flow: np.ndarray | None = None, region: np.nd
     return total / count if count else math.nan
 
 
+@runtime_checkable  # plan annotations are checked at run time in the tests (beartype)
 class Span(Protocol):
     """A window of a plan: frames `[start, stop)` (`swapjax.sample.windows.Window` is one)."""
 

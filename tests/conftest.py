@@ -1,4 +1,5 @@
-"""Test setup: 8 fake CPU devices for JAX (must happen before the backend starts), float32 matmuls."""
+"""Test setup: 8 fake CPU devices for JAX (must happen before the backend starts), float32 matmuls, and the
+jaxtyping import hook that checks every swapjax annotation at run time (beartype)."""
 
 import os
 
@@ -10,6 +11,15 @@ import jax  # noqa: E402
 jax.config.update("jax_num_cpu_devices", 8)
 jax.config.update("jax_default_matmul_precision", "highest")
 
+# Every swapjax function and dataclass imported from here on is checked against its annotations (jaxtyping shapes
+# and dtypes, through beartype) on each call: an annotation that lies fails the suite (STYLE.md, "Checked shapes").
+# Installed before any swapjax import and never uninstalled, so modules imported lazily by the tests are checked too.
+# PEP 484's numeric tower: an int is a valid `float` (fps=24), as every static checker reads the annotations.
+from jaxtyping import install_import_hook  # noqa: E402
+
+install_import_hook("swapjax", "beartype.beartype(conf=beartype.BeartypeConf(is_pep484_tower=True))")
+
+import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402
 
 # Property tests draw the same examples on every run (CI must not pass or fail by chance); run them with
@@ -17,3 +27,22 @@ from hypothesis import settings  # noqa: E402
 settings.register_profile("ci", derandomize=True, print_blob=True)
 settings.register_profile("explore", derandomize=False)
 settings.load_profile("ci")
+
+
+def pytest_configure(config):
+    # beartype warns once per `typing.Callable` / `typing.Iterator` hint it wraps (PEP 585 deprecations); the hints
+    # are checked all the same, so the warnings are noise in every test report.
+    config.addinivalue_line("filterwarnings", "ignore::beartype.roar.BeartypeDecorHintPep585DeprecationWarning")
+
+
+@pytest.fixture
+def unchecked():
+    """Turns the annotation checks off for one test: for tests of a function's own validation, whose bad input
+    must reach the message users see (production runs without the hook). Everything else stays checked."""
+    import jaxtyping
+
+    jaxtyping.config.update("jaxtyping_disable", True)
+    try:
+        yield
+    finally:
+        jaxtyping.config.update("jaxtyping_disable", False)

@@ -68,7 +68,7 @@ def bbox_mask(mask, dilate: int = 0) -> np.ndarray:
     return box_mask(b, *np.shape(mask)[1:])
 
 
-def grid_counts(bbox_hw: tuple[int, int], cell_hw: tuple[int, int]) -> tuple[int, int]:
+def grid_counts(bbox_hw: tuple[int, int], cell_hw: int | tuple[int, int]) -> tuple[int, int]:
     """Adaptive grid size: `K = max(1, bbox // c)` per axis, e.g. ((100, 40), (24, 24)) -> (4, 1)."""
     c_h, c_w = _pair(cell_hw, "cell_hw")
     return max(1, int(bbox_hw[0]) // c_h), max(1, int(bbox_hw[1]) // c_w)
@@ -87,7 +87,7 @@ def subject_extent(mask) -> tuple[int, int]:
     return int((b[:, 2] - b[:, 0]).max()), int((b[:, 3] - b[:, 1]).max())
 
 
-def adaptive_grid_mask(mask, cell_hw: tuple[int, int]) -> np.ndarray:
+def adaptive_grid_mask(mask, cell_hw: int | tuple[int, int]) -> np.ndarray:
     """Whole frame cut into `K_h x K_w` cells (K from `grid_counts` on the subject extent); a cell is on if
     it touches the subject. uint8 `[F, H, W]`."""
     m = as_mask(mask).astype(np.uint8)
@@ -178,7 +178,7 @@ def shape_augment(mask, rng: np.random.Generator, max_shapes: int,
     return out
 
 
-def shape_agnostic_blocks(mask, dilate: int, block_hw: tuple[int, int]) -> np.ndarray:
+def shape_agnostic_blocks(mask, dilate: int, block_hw: int | tuple[int, int]) -> np.ndarray:
     """SwapAnyHead blocks: dilate by `dilate` pixels, cut the frame into `block_hw` pixel blocks from the top
     left, a block is on if any of its pixels is. uint8 `[F, H, W]`."""
     b_h, b_w = _pair(block_hw, "block_hw")

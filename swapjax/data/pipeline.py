@@ -68,7 +68,7 @@ def sample_frames(num_available: int, present: np.ndarray, num_frames: int, stri
     return np.minimum(start + stride * np.arange(num_frames), num_available - 1)
 
 
-def crop_window(size: int, box: tuple[int, int], out: int, rng: np.random.Generator) -> int:
+def crop_window(size: int, box: tuple[int | np.integer, int | np.integer], out: int, rng: np.random.Generator) -> int:
     """Offset of a crop of length `out` within `size` that keeps `box` = (lo, hi) inside when it fits
     (uniform among such offsets), else centred on the box."""
     lo, hi = max(0, box[1] - out), min(size - out, box[0])

@@ -100,7 +100,7 @@ class SwapConfig:
     # optional conditions (swapjax.models.conditions), in build order: name -> its own keyword arguments, e.g.
     # {"pose": {"scale": 0.5}, "identity": {}, "points": {"num_points": 5}}; see each condition's `Settings`
     # (pose: DreamID-V pose-attention; identity: DreamID-V identity token; points: VideoSwap semantic points)
-    conditions: Conditions = Conditions()
+    conditions: Conditions | Mapping[str, Any] | Sequence[Any] = Conditions()  # a Conditions after __post_init__
 
     def __post_init__(self):
         object.__setattr__(self, "conditions", Conditions(self.conditions))
