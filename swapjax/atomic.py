@@ -28,6 +28,7 @@ import secrets
 import shutil
 import signal
 import threading
+import time
 from typing import Iterator
 
 from swapjax.errors import OutputError
@@ -60,17 +61,21 @@ def is_disk_full(err: BaseException) -> bool:
     return False
 
 
-def check_output(path: str | pathlib.Path, *, flag: str = "--out", replace: bool = False) -> pathlib.Path:
+def check_output(path: str | pathlib.Path, *, flag: str = "--out", replace: bool = False,
+                 overwrite_flag: str | None = None) -> pathlib.Path:
     """Checks, before any heavy work, that `atomic_write(path)` can succeed; returns `path` as an absolute Path.
 
     `path` must not exist (unless `replace`); its nearest existing ancestor must be a folder this process can
     create entries in (missing folders below it are created by `atomic_write(..., make_parents=True)`).
-    `flag` names the option in the messages. Raises `OutputError`.
+    `flag` names the option in the messages; `overwrite_flag` (e.g. "--overwrite"), the command's option that
+    replaces an existing output, is offered as a fix when `path` exists. Raises `OutputError`.
     """
     path = pathlib.Path(path).absolute()
     name = f"{flag} {str(path)!r}"
     if path.exists() and not replace:
-        raise OutputError(f"{name} already exists: choose a new {flag} or delete it")
+        fix = f"choose a new {flag}, delete it or pass {overwrite_flag}" if overwrite_flag else \
+            f"choose a new {flag} or delete it"
+        raise OutputError(f"{name} already exists: {fix}")
     ancestor = path.parent
     while not ancestor.exists():
         ancestor = ancestor.parent
@@ -84,22 +89,26 @@ def check_output(path: str | pathlib.Path, *, flag: str = "--out", replace: bool
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | pathlib.Path, *, replace: bool = True, make_parents: bool = False
-                 ) -> Iterator[pathlib.Path]:
+def atomic_write(path: str | pathlib.Path, *, replace: bool = True, make_parents: bool = False,
+                 settle_s: float = 0.0) -> Iterator[pathlib.Path]:
     """Yields a free temporary path next to `path` (same suffix); renames it to `path` when the block succeeds.
 
     The block writes a file there or creates a folder. An existing `path` is replaced only on success, or,
     with `replace=False`, is an `OutputError`. A missing parent folder is an `OutputError` unless
-    `make_parents` (then it is created, and removed again if the write fails). See the module docstring for
-    failures and signals.
+    `make_parents` (then it is created, and removed again if the write fails). `settle_s`: a writer whose
+    background threads may still write after it raised (orbax/tensorstore) gets that long, after the
+    temporary is removed, to recreate it; each time it does, it is removed again. See the module docstring
+    for failures and signals.
     """
     path = pathlib.Path(path).absolute()
     if not make_parents and not path.parent.is_dir():
         raise OutputError(f"output directory {str(path.parent)!r} does not exist: create it first")
     tmp = path.with_name(f".{path.stem}.partial-{secrets.token_hex(4)}{path.suffix}")
     with _SigtermGuard() as guard:
-        created = _make_parents(path.parent) if make_parents else []
+        created: list[pathlib.Path] = []  # filled as the folders are made, so a signal among them loses none
         try:
+            if make_parents:
+                _make_parents(path.parent, created)
             yield tmp
             if not tmp.exists():
                 raise OutputError(f"output {str(path)!r} was not written: the writer produced nothing")
@@ -107,7 +116,7 @@ def atomic_write(path: str | pathlib.Path, *, replace: bool = True, make_parents
             _move_into_place(tmp, path, replace)
         except BaseException as err:
             with guard.hold():
-                _remove(tmp)
+                _remove(tmp, settle_s)
                 for folder in reversed(created):
                     with contextlib.suppress(OSError):  # only if still empty: something else may have written
                         folder.rmdir()
@@ -123,8 +132,8 @@ def scratch_dir(parent: str | pathlib.Path, label: str = "scratch") -> Iterator[
     however it ends (SIGTERM as in `atomic_write`)."""
     folder = pathlib.Path(parent).absolute() / f".{label}.scratch-{secrets.token_hex(4)}"
     with _SigtermGuard() as guard:
-        folder.mkdir()
         try:
+            folder.mkdir()
             yield folder
         finally:
             with guard.hold():
@@ -146,12 +155,16 @@ class _SigtermGuard:
     (a cleanup) it is only recorded, and raised when the cleanup is done, so a cleanup is never cut short.
 
     Active only in the main thread (Python runs handlers there) over the default action, so a handler the
-    program installed itself, or an outer guard, stays in charge."""
+    program installed itself, or an outer guard, stays in charge. Inside an outer guard (a `scratch_dir` within
+    an `atomic_write`), `hold()` holds the outer one, so a SIGTERM cannot cut the inner cleanup short either."""
 
     def __init__(self):
-        self.active = (threading.current_thread() is threading.main_thread()
-                       and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)
-        self.holding = False
+        handler = signal.getsignal(signal.SIGTERM)
+        main = threading.current_thread() is threading.main_thread()
+        self.active = main and handler is signal.SIG_DFL
+        outer = getattr(handler, "__self__", None)
+        self.outer = outer if main and isinstance(outer, _SigtermGuard) else None
+        self.holding = 0
         self.raised = False
         self.pending: int | None = None
 
@@ -172,25 +185,29 @@ class _SigtermGuard:
 
     @contextlib.contextmanager
     def hold(self) -> Iterator[None]:
-        self.holding = True
+        if self.outer is not None:
+            with self.outer.hold():
+                yield
+            return
+        self.holding += 1
         try:
             yield
         finally:
-            self.holding = False
-        if self.pending is not None and not self.raised:
+            self.holding -= 1
+        if self.pending is not None and not self.raised and not self.holding:
             self.raised = True
             raise Terminated(self.pending)
 
 
-def _make_parents(folder: pathlib.Path) -> list[pathlib.Path]:
-    """Creates `folder` and its missing ancestors; returns the ones created, outermost first."""
+def _make_parents(folder: pathlib.Path, created: list[pathlib.Path]) -> None:
+    """Creates `folder` and its missing ancestors, outermost first, appending each to `created` once made."""
     missing = []
     while not folder.exists():
         missing.append(folder)
         folder = folder.parent
     for f in reversed(missing):
         f.mkdir()
-    return missing[::-1]
+        created.append(f)
 
 
 def _move_into_place(tmp: pathlib.Path, path: pathlib.Path, replace: bool) -> None:
@@ -213,8 +230,15 @@ def _move_into_place(tmp: pathlib.Path, path: pathlib.Path, replace: bool) -> No
     _remove(old)
 
 
-def _remove(path: pathlib.Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
+def _remove(path: pathlib.Path, settle_s: float = 0.0) -> None:
+    """Removes `path`; with `settle_s > 0`, watches it that long and removes it again whenever a writer still
+    running in the background recreates it (also when one added a file while the removal ran)."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists() or path.is_symlink():
+            path.unlink(missing_ok=True)
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(min(0.05, settle_s))

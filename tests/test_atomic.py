@@ -12,6 +12,8 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 
 import pytest
 
@@ -140,9 +142,9 @@ def test_ctrl_c_during_the_write_removes_the_temporary(tmp_path):
 def test_sigterm_during_the_cleanup_waits_until_the_cleanup_is_done(tmp_path, monkeypatch):
     real_remove = atomic._remove
 
-    def interrupted_remove(path):
+    def interrupted_remove(path, *args):
         signal.raise_signal(signal.SIGTERM)  # held: the removal below still runs
-        real_remove(path)
+        real_remove(path, *args)
 
     monkeypatch.setattr(atomic, "_remove", interrupted_remove)
     with pytest.raises(Terminated):
@@ -150,6 +152,45 @@ def test_sigterm_during_the_cleanup_waits_until_the_cleanup_is_done(tmp_path, mo
             tmp.mkdir()
             raise RuntimeError("first failure")
     assert os.listdir(tmp_path) == []
+
+
+def test_sigterm_during_a_scratch_cleanup_inside_a_write_removes_everything(tmp_path, monkeypatch):
+    """A scratch folder inside an atomic write (data.build): SIGTERM while the scratch folder is being removed
+    waits until it is gone, then stops the write, which removes its temporary and the parents it made."""
+    real_rmtree = shutil.rmtree
+
+    def interrupted_rmtree(path, *args, **kwargs):
+        if ".scratch-" in str(path):
+            signal.raise_signal(signal.SIGTERM)  # held by the outer guard: the removal below still runs
+        real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(atomic.shutil, "rmtree", interrupted_rmtree)
+    final = tmp_path / "out" / "swap_clips" / "1.0.0"
+    with pytest.raises(Terminated):
+        with atomic_write(final, make_parents=True) as tmp, scratch_dir(final.parent, "swap_clips") as scratch:
+            (scratch / "half").write_text("x")
+            tmp.mkdir()
+    assert os.listdir(tmp_path) == [] and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_a_writer_still_writing_in_the_background_is_removed_again(tmp_path):
+    """orbax/tensorstore may write into the temporary folder after the save raised: `settle_s` removes it again."""
+    seen = []
+
+    def late_writer(folder):
+        time.sleep(0.2)
+        (folder / "ocdbt").mkdir(parents=True, exist_ok=True)  # what a still-running background write does
+        (folder / "ocdbt" / "d").write_text("late")
+        seen.append(folder)
+
+    with pytest.raises(RuntimeError, match="first failure"):
+        with atomic_write(tmp_path / "sub" / "out", make_parents=True, settle_s=1.0) as tmp:
+            tmp.mkdir()
+            writer = threading.Thread(target=late_writer, args=(tmp,))
+            writer.start()
+            raise RuntimeError("first failure")
+    writer.join()
+    assert seen and os.listdir(tmp_path) == []
 
 
 def test_a_handler_the_program_installed_stays_in_charge(tmp_path):
@@ -180,6 +221,9 @@ def test_check_output_refuses_existing_targets_and_file_parents(tmp_path):
     (tmp_path / "done").mkdir()
     with pytest.raises(OutputError, match=r"--out '.*done' already exists: choose a new --out or delete it"):
         check_output(tmp_path / "done")
+    with pytest.raises(OutputError, match=r"--out '.*done' already exists: choose a new --out, delete it or pass "
+                                          r"--overwrite$"):
+        check_output(tmp_path / "done", overwrite_flag="--overwrite")  # a command that can replace it says so
     assert check_output(tmp_path / "done", replace=True) == tmp_path / "done"
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutputError, match=r"'.*file' is a file, not a folder; choose a --dir inside a folder"):

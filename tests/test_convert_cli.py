@@ -7,11 +7,13 @@ import errno
 import json
 import os
 import pathlib
+import re
 import shutil
 import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -222,6 +224,70 @@ def test_full_disk_during_the_save_cleans_up(src, tmp_path, capsys, monkeypatch)
     code, err = _run(capsys, "--src", src, "--out", tmp_path / "sub" / "out")
     assert code == 2
     _one_line_error(err, str(tmp_path / "sub" / "out"), "filled up", "partial output was removed", "free space")
+    assert os.listdir(tmp_path) == []
+
+
+# A full disk as orbax meets it: its first background write fails with tensorstore's RESOURCE_EXHAUSTED, and a
+# write already under way lands in the temporary folder 0.3 s after the failure was reported.
+_FULL_DISK_IN_ORBAX = """
+import errno, json, os, pathlib, re, sys, threading, time
+from orbax.checkpoint._src.serialization import type_handlers
+from swapjax.convert.__main__ import main
+
+real_write = type_handlers.NumpyHandler._open_and_write
+failed = []
+
+async def full_disk(self, value, tspec, ts_context):
+    if failed:
+        return await real_write(self, value, tspec, ts_context)
+    folder = pathlib.Path(re.search(r"(/[^\\"']*?\\.out\\.partial-[0-9a-f]+)", json.dumps(tspec)).group(1))
+
+    def still_writing():
+        time.sleep(0.3)
+        (folder / "params.orbax-checkpoint-tmp" / "d").mkdir(parents=True, exist_ok=True)
+        (folder / "params.orbax-checkpoint-tmp" / "d" / "late").write_bytes(bytes(64))
+
+    failed.append(threading.Thread(target=still_writing))
+    failed[0].start()
+    raise ValueError(f"RESOURCE_EXHAUSTED: Error writing in OCDBT database at local file {folder}: Failed to write "
+                     f"49619 bytes to file 14: {os.strerror(errno.ENOSPC)} [os_error_code='28']")
+
+type_handlers.NumpyHandler._open_and_write = full_disk
+code = main(["--src", sys.argv[1], "--out", sys.argv[2]])
+failed[0].join()
+sys.exit(code)
+"""
+
+
+def test_full_disk_inside_orbax_is_one_line_and_leaves_nothing(src, tmp_path):
+    """One line on stderr (none of orbax's thread tracebacks, none of tensorstore's closed-event-loop ones), and
+    neither the temporary folder, recreated by the late write, nor the parents made for OUT stay behind."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
+    (tmp_path / "disk").mkdir()
+    run = subprocess.run([sys.executable, "-c", _FULL_DISK_IN_ORBAX, str(src), str(tmp_path / "disk" / "sub" / "out")],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2, run.stderr
+    _one_line_error(run.stderr, str(tmp_path / "disk" / "sub" / "out"), "filled up", "partial output was removed",
+                    "free space")
+    assert os.listdir(tmp_path / "disk") == []
+
+
+def test_repeated_set_is_kept_and_a_failed_run_leaves_no_folder(src, tmp_path):
+    """The real command: every value of every --set reaches the config (here: both are named in the error of a
+    run without --swap-config), and the run, failing, leaves none of the folders --out would have made."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
+    out = tmp_path / "new" / "deep" / "out"
+    run = subprocess.run([sys.executable, "-m", "swapjax.convert", "--src", str(src), "--out", str(out),
+                          "--set", "swap.anchor=false", "--set", "dit.remat_policy=full", "dit.scan_layers=false"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2, run.stderr
+    _one_line_error(run.stderr, "--set swap.anchor=false dit.remat_policy=full dit.scan_layers=false needs "
+                    "--swap-config")
+    run = subprocess.run([sys.executable, "-m", "swapjax.convert", "--src", str(src), "--out", str(out),
+                          "--swap-config", str(REPO / "configs" / "swap_tiny.py"), "--set", "swap.anchor=false",
+                          "--set", "dit.remat_policy=some"], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2, run.stderr
+    _one_line_error(run.stderr, "dit.remat_policy='some' is invalid")  # the second --set was applied
     assert os.listdir(tmp_path) == []
 
 

@@ -37,13 +37,13 @@ from flax import nnx
 
 from swapjax.atomic import Terminated, check_output
 from swapjax.cli_parser import OneLineParser
-from swapjax.config import Config, load_config
-from swapjax.errors import ConfigError
+from swapjax.config import Config, apply_overrides
 from swapjax.convert.checkpoint_io import ConversionWarning, TensorReader, read_json_config
-from swapjax.errors import CheckpointError
 from swapjax.convert.saved import save_converted
-from swapjax.errors import InputError
+from swapjax.entry import EXIT_BAD_INPUT, EXIT_OK, add_set_argument, run_main, say
+from swapjax.errors import CheckpointError, ConfigError
 from swapjax.models.layers import DTYPES
+from swapjax.python_file import call_factory
 
 DIT_CLASSES = ("WanTransformer3DModel", "WanModel")
 VAE_CLASSES = ("AutoencoderKLWan",)
@@ -78,12 +78,15 @@ def load_swap_config(path: str | pathlib.Path, overrides: Sequence[str] = ()) ->
         raise ConfigError(f"{name} is not a Python config file: pass a configs/swap_*.py file (get_config() "
                           "returning a Config with a swap section)")
     try:
-        config = load_config(path, overrides)
+        config = call_factory(path, "get_config", Config, label="--swap-config",
+                              missing_hint="pass a configs/swap_*.py file", syntax_hint=": fix it")
     except ConfigError:
         raise
     except Exception as err:  # running the user's file failed: one line naming it instead of a traceback
-        raise ConfigError(f"{name} failed while loading ({type(err).__name__}: {err}): fix it or pass a "
+        said = " ".join(str(err).split())[:300]
+        raise ConfigError(f"{name} failed while loading ({type(err).__name__}: {said}): fix it or pass a "
                           "configs/swap_*.py file") from None
+    config = apply_overrides(config, overrides)
     if config.swap is None:
         raise ConfigError(f"{name} has no swap section: pass a configs/swap_*.py file")
     return config
@@ -152,6 +155,8 @@ def _print_warning(message, category, filename, lineno, file=None, line=None) ->
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs the CLI; returns the exit code (0 written; 2 bad input, a full disk, SIGTERM or Ctrl-C: one
+    `error:` line, and nothing left behind)."""
     parser = OneLineParser(prog="python -m swapjax.convert", description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--src", help="diffusers model directory or checkpoint file")
@@ -161,34 +166,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", choices=tuple(DTYPES), default=None, help="parameter dtype (default: the config's)")
     parser.add_argument("--allow-pickle", action="store_true",
                         help="allow .pth/.bin pickle checkpoints (they can run code: only for trusted files)")
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="overrides of the --swap-config file, e.g. swap.anchor=false dit.param_dtype=bfloat16")
+    add_set_argument(parser, help="overrides of the --swap-config file, e.g. swap.anchor=false "
+                     "dit.param_dtype=bfloat16")
     parser.add_argument("--swap-config", default=None,
                         help="a configs/swap_*.py file: widen the base transformer into that swap model")
     args = parser.parse_args(argv)
+    return run_main(lambda: _run(args), creates=[args.out])
+
+
+def _run(args) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("always", ConversionWarning)
         warnings.showwarning = _print_warning
         try:
             if args.pipeline is not None:
                 out = convert_pipeline_cli(args.pipeline, args.out, dtype=args.dtype, swap_config=args.swap_config,
-                                           overrides=args.set)
+                                           overrides=args.overrides)
             else:
                 out = convert(args.src, args.out, kind=args.kind, dtype=args.dtype, allow_pickle=args.allow_pickle,
-                              swap_config=args.swap_config, overrides=args.set)
-        except (CheckpointError, ConfigError, InputError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+                              swap_config=args.swap_config, overrides=args.overrides)
         except (Terminated, KeyboardInterrupt) as err:
             stop = "SIGTERM" if isinstance(err, Terminated) else "Ctrl-C"
             out = pathlib.Path(args.out)
-            left = (f"{str(out)!r} was already complete and is kept" if out.exists() else
-                    f"nothing was written to {str(out)!r} (its temporary folder, if any, was removed)")
-            print(f"error: stopped by {stop} while converting: {left}; run the command again to convert",
-                  file=sys.stderr)
-            return 2
+            if out.exists():  # the signal came after the rename: the output is complete
+                print(f"wrote {out} (then stopped by {stop})")
+                return EXIT_OK
+            say(f"stopped by {stop} while converting: nothing was written to {str(out)!r} (its temporary folder, "
+                "if any, was removed); run the command again to convert")
+            return EXIT_BAD_INPUT
     print(f"wrote {out}")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

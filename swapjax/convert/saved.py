@@ -12,10 +12,13 @@ an interrupted conversion, a full disk or SIGTERM never leaves something behind.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import logging
 import pathlib
-from typing import Any
+import sys
+from typing import Any, Iterator
 
 import jax
 import orbax.checkpoint as ocp
@@ -95,13 +98,46 @@ def save_converted(out: str | pathlib.Path, kind: str, cfg: ModelConfig, state: 
     the umask asks for. Raises `OutputError` for an unusable `out` or a full disk (nothing is left behind).
     """
     out = check_output(out)
-    with atomic_write(out, replace=False, make_parents=True) as tmp:
+    # After a failed write orbax's background writes may still land in the temporary folder for a moment.
+    with orbax_failures_quiet(), atomic_write(out, replace=False, make_parents=True, settle_s=ORBAX_SETTLE_S) as tmp:
         tmp.mkdir()
         with ocp.Checkpointer(ocp.StandardCheckpointHandler()) as ckptr:
             ckptr.save(tmp / PARAMS_DIR, args=ocp.args.StandardSave(nnx.to_pure_dict(state)))
         meta = {"kind": kind, "config": _config_to_json(kind, cfg), "source": source}
         (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return out
+
+
+ORBAX_SETTLE_S = 1.0
+_ORBAX_THREAD_FAILURE = "_SignalingThread.run() raised an exception"
+
+
+class _DropOrbaxThreadFailures(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return _ORBAX_THREAD_FAILURE not in str(record.msg)
+
+
+@contextlib.contextmanager
+def orbax_failures_quiet() -> Iterator[None]:
+    """While orbax saves, its failures are reported once: as the exception `save` raises (which the caller turns
+    into one line). Dropped meanwhile: orbax's own ERROR logs with tracebacks from its background threads (the
+    same error again) and the tracebacks tensorstore prints when its writes complete into orbax's already
+    closed event loop (`RuntimeError: Event loop is closed`, reported as unraisable). Everything else is kept."""
+    logger, drop = logging.getLogger("absl"), _DropOrbaxThreadFailures()
+    previous = sys.unraisablehook
+
+    def hook(unraisable) -> None:
+        err = unraisable.exc_value
+        if not (isinstance(err, RuntimeError) and str(err) == "Event loop is closed"):
+            previous(unraisable)
+
+    logger.addFilter(drop)
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
+        sys.unraisablehook = previous
 
 
 def load_converted(path: str | pathlib.Path, *, mesh: jax.sharding.Mesh | None = None
