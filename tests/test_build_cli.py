@@ -167,3 +167,59 @@ def test_signal_while_writing_removes_the_partial_dataset(tmp_path, signum, code
     assert lines == [f"error: stopped by {what} while building the dataset: --out {str(tmp_path / 'out')!r} was "
                      "left as it was (the partial output was removed); run the command again to build"], err
     assert snapshot(tmp_path / "out") == before
+
+
+# The build finishes writing; SIGTERM comes while its scratch folder is being removed ("cleaning" on stdout).
+_STALLING_CLEANUP = """
+import shutil, sys, time
+from swapjax import atomic
+from swapjax.data import build
+
+real_rmtree = shutil.rmtree
+
+def slow_rmtree(path, *args, **kwargs):
+    if ".scratch-" in str(path):
+        print("cleaning", flush=True)
+        time.sleep(3)
+    real_rmtree(path, *args, **kwargs)
+
+atomic.shutil.rmtree = slow_rmtree
+sys.exit(build.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("stall, out_exists", [(_STALLING_BUILD, False), (_STALLING_CLEANUP, True)],
+                         ids=["while-writing-new-out", "while-cleaning-scratch"])
+def test_sigterm_leaves_no_scratch_and_no_parent_folder(tmp_path, stall, out_exists):
+    """SIGTERM while writing into a new nested --out, or while the scratch folder is being removed: the scratch
+    folder, the temporary dataset and every folder the run made are gone, and the message says so."""
+    src = _source(tmp_path / "src")
+    out = tmp_path / "out" if out_exists else tmp_path / "new" / "deep" / "out"
+    if out_exists:
+        out.mkdir()
+        (out / "keep.txt").write_text("untouched")
+    before = sorted(os.listdir(tmp_path))
+    child = subprocess.Popen([sys.executable, "-c", stall, "--src", str(src), "--out", str(out)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in child.stdout:
+            if line.strip() in ("writing", "cleaning"):
+                break
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert child.returncode == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "stopped by SIGTERM" in lines[0] and "partial output was removed" in lines[0], err
+    assert sorted(os.listdir(tmp_path)) == before
+    if out_exists:
+        assert sorted(os.listdir(out)) == ["keep.txt"]
+
+
+def test_a_failed_build_removes_the_folders_it_made(tmp_path, capsys):
+    """A bad source (no clips) under a new nested --out: exit 2, one line, and no folder of --out is left."""
+    (tmp_path / "empty").mkdir()
+    assert build.main(["--src", str(tmp_path / "empty"), "--out", str(tmp_path / "new" / "out")]) == 2
+    _one_error_line(capsys)
+    assert sorted(os.listdir(tmp_path)) == ["empty"]

@@ -15,13 +15,12 @@ import math
 import sys
 import time
 
-from swapjax.cli_parser import OneLineParser
 from swapjax.atomic import Terminated, check_output
+from swapjax.cli_parser import OneLineParser
+from swapjax.entry import EXIT_BAD_INPUT, EXIT_OK, run_main, say
 from swapjax.errors import InputError
 
 PROG = "python -m swapjax.data.build"
-
-
 
 def check_max_record_mib(value: float) -> float:
     """Returns `value` if it is a finite size in MiB above zero."""
@@ -33,7 +32,8 @@ def check_max_record_mib(value: float) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     """Runs the CLI; returns the exit code (0 built; 2 for bad input, a full disk, or SIGTERM / Ctrl-C
-    while building; every failure is one line on stderr and leaves --out as it was)."""
+    while building; every failure is one line on stderr and leaves --out as it was: a folder the run created,
+    with its parents, is removed)."""
     parser = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("--src", required=True, help="folder of videos + masks (+ keypoints)")
     parser.add_argument("--out", required=True, help="TFDS data dir; the dataset lands in OUT/swap_clips/1.0.0")
@@ -41,12 +41,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="split long clips so that one record stays under this size (default 512)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset in OUT")
     args = parser.parse_args(argv)
-    try:
-        check_max_record_mib(args.max_record_mib)
-        check_output(args.out, flag="--out", replace=True)  # OUT may exist: it is a folder of datasets
-    except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_main(lambda: _run(args), creates=[args.out])
+
+
+def _run(args) -> int:
+    check_max_record_mib(args.max_record_mib)
+    check_output(args.out, flag="--out", replace=True)  # OUT may exist: it is a folder of datasets
 
     import tensorflow_datasets as tfds  # heavy import after the cheap argument checks
 
@@ -54,20 +54,17 @@ def main(argv: list[str] | None = None) -> int:
 
     tfds.disable_progress_bar()
     start = time.perf_counter()
-    try:
+    try:  # a bad clip or a full disk while writing is an InputError (`swapjax.errors.OutputError`)
         counts = tfds_builder.build_dataset(args.src, args.out, max_record_mib=args.max_record_mib,
                                             overwrite=args.overwrite)
-    except InputError as err:  # also a full disk while writing (`swapjax.atomic.OutputError`)
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     except (Terminated, KeyboardInterrupt) as err:
         stop = "SIGTERM" if isinstance(err, Terminated) else "Ctrl-C"
-        print(f"error: stopped by {stop} while building the dataset: --out {args.out!r} was left as it was "
-              "(the partial output was removed); run the command again to build", file=sys.stderr)
-        return 2
+        say(f"stopped by {stop} while building the dataset: --out {args.out!r} was left as it was (the partial "
+            "output was removed); run the command again to build")
+        return EXIT_BAD_INPUT
     summary = ", ".join(f"{split}: {n} records" for split, n in sorted(counts.items()))
     print(f"built {tfds_builder.dataset_dir(args.out)} ({summary}) in {time.perf_counter() - start:.1f} s")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

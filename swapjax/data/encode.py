@@ -15,7 +15,6 @@ complete (`swapjax.atomic`); bad arguments are one `error:` line and exit code 2
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import sys
@@ -24,8 +23,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from swapjax.atomic import Terminated, atomic_write, check_output
-from swapjax.errors import CheckpointError
+from swapjax.cli_parser import OneLineParser
 from swapjax.data.reference import reference_crop
+from swapjax.entry import EXIT_BAD_INPUT, EXIT_OK, run_main, say
 from swapjax.errors import InputError
 
 PROG = "python -m swapjax.data.encode"
@@ -92,8 +92,8 @@ def _read_prompts(path: str | None) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs the CLI; 0 when written, 2 for bad input (one `error:` line)."""
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    """Runs the CLI; 0 when written, 2 for bad input, SIGTERM or Ctrl-C (one `error:` line, nothing left)."""
+    parser = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("--pipeline", required=True, help="converted pipeline (python -m swapjax.convert --pipeline)")
     parser.add_argument("--data", required=True, help="dataset folder built by python -m swapjax.data.build")
     parser.add_argument("--out", required=True, help="output folder (must not exist)")
@@ -102,28 +102,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompts", help="JSON object: record name -> prompt")
     parser.add_argument("--seed", type=int, default=0, help="seed of the reference crops")
     args = parser.parse_args(argv)
-    try:
-        out = check_output(args.out)
-        prompts = _read_prompts(args.prompts)
-        from swapjax.convert.pipeline import read_manifest
-        from swapjax.data.tfds_builder import open_source
+    return run_main(lambda: _run(args), creates=[args.out])
 
-        read_manifest(args.pipeline)
-        source = open_source(args.data, args.split)
+
+def _run(args) -> int:
+    out = check_output(args.out)
+    prompts = _read_prompts(args.prompts)
+    from swapjax.convert.pipeline import read_manifest
+    from swapjax.data.tfds_builder import open_source
+
+    read_manifest(args.pipeline)
+    source = open_source(args.data, args.split)
+    try:
         with atomic_write(out, replace=False, make_parents=True) as tmp:
             tmp.mkdir()
             count = encode_records(source, args.pipeline, tmp, prompts=prompts, default_prompt=args.prompt,
                                    seed=args.seed)
             (tmp / INDEX_FILE).write_text(json.dumps({"pipeline": str(args.pipeline), "data": str(args.data),
                                                       "split": args.split, "count": count, "seed": args.seed}) + "\n")
-    except (InputError, CheckpointError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     except (Terminated, KeyboardInterrupt):
-        print(f"error: stopped while encoding: nothing was written to {args.out!r}", file=sys.stderr)
-        return 2
+        say(f"stopped while encoding: nothing was written to {args.out!r}")
+        return EXIT_BAD_INPUT
     print(f"wrote {count} encodings to {out}")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":
