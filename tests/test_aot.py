@@ -8,6 +8,8 @@ tests/test_aot_14b.py (slow) compiles the 14B train step itself.
 
 from __future__ import annotations
 
+import pathlib
+
 import pytest
 
 from swapjax.aot.cli import main, report
@@ -101,11 +103,11 @@ def test_a_gpu_plan_over_the_gpus_hbm_is_out_of_memory_even_when_the_stand_in_co
 
 
 @needs_libtpu
-def test_14b_plan_that_cannot_fit_says_out_of_memory_with_exit_3(capsys):
+def test_14b_plan_that_cannot_fit_says_out_of_memory_with_exit_1(capsys):
     # The config's default mesh is pure data parallelism: every device holds the whole 16.4B-parameter state.
     argv = ["--config", "configs/swap_wan2_1_14b.py", "--topology", "v5p-8", "--batch", "4", "--frames", "5",
             "--height", "128", "--width", "128", "--steps", "train"]
-    assert main(argv) == 3
+    assert main(argv) == 1  # the plan ran; a step does not fit (swapjax.entry: 1 = part of the run failed)
     out = capsys.readouterr().out
     assert "the compiler ran out of memory: RESOURCE_EXHAUSTED" in out
     assert "verdict: OUT OF MEMORY on TPU v5p" in out and out.rstrip().endswith("plan: OUT OF MEMORY (v5p-8)")
@@ -131,3 +133,19 @@ def test_a_gpu_plan_with_cudnn_attention_compiles_the_blocked_xla_attention_in_i
     out = capsys.readouterr().out
     assert "note: cuDNN attention compiles only with a GPU attached" in out
     assert "mesh data=1, fsdp=8" in out and "attention xla" in out and out.rstrip().endswith("plan: fits (h100-8)")
+
+
+def test_the_command_keeps_every_repeated_set(tmp_path):
+    """The real command: the second `--set` is applied (its bad value is the error), one line, exit 2."""
+    import os
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    run = subprocess.run([sys.executable, "-m", "swapjax.aot", "--config", TINY, "--topology", "v5p-8",
+                          "--set", "mesh.data=1", "mesh.fsdp=-1", "--set", "dit.num_layers=0"],
+                         cwd=root, env={**os.environ, "JAX_PLATFORMS": "cpu"}, capture_output=True, text=True,
+                         timeout=300)
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and "num_layers" in lines[0], \
+        run.stderr

@@ -74,6 +74,20 @@ def test_bad_sweep_files_say_what_to_fix(tmp_path):
         SweepConfig(name="x", base="b.py", head_dim=7, heads=(1,), depths=(1,), budgets=(1e6, 2e6))
 
 
+def test_a_sweep_file_that_raises_is_one_line_and_leaves_no_folder(tmp_path):
+    """The real command on a sweep whose get_sweep() raises: one `error:` line naming the file, exit 2, and the
+    new --out (with its parents) is not left behind."""
+    sweep = tmp_path / "raises.py"
+    sweep.write_text("def get_sweep():\n    raise RuntimeError('no budget today')\n")
+    out = tmp_path / "new" / "out"
+    done = subprocess.run([PYTHON, "-m", "swapjax.scaling", "--sweep", str(sweep), "--out", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr[-3000:]
+    assert lines[0].startswith("error: --sweep") and "raised RuntimeError: no budget today" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raises.py"]
+
+
 def test_tiny_sweep_runs_end_to_end(tmp_path, compile_cache):  # noqa: F811
     sweep, out = write_sweep(tmp_path), tmp_path / "out"
     command = [PYTHON, "-m", "swapjax.scaling", "--sweep", str(sweep), "--out", str(out),

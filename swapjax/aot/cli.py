@@ -3,8 +3,8 @@
     python -m swapjax.aot --config configs/swap_wan2_1_14b.py --topology v5p-64 \
         --set mesh.data=1 mesh.fsdp=-1 dit.attention=splash train.text_len=512 --batch 32
 
-Exit codes: 0 every compiled step fits; 3 a step does not fit (the compiler ran out of memory, or its peak is
-above the chip's HBM, e.g. a GPU plan); 2 bad input (one line on stderr, before any compile).
+Exit codes (`swapjax.entry`): 0 every compiled step fits; 1 a step does not fit (the compiler ran out of memory,
+or its peak is above the chip's HBM, e.g. a GPU plan); 2 bad input (one `error:` line, before any compile).
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from typing import Sequence
 from swapjax.aot.topology import GIB, Slice, compile_only_devices, parse_slice
 from swapjax.cli_parser import OneLineParser
 from swapjax.config import load_config
+from swapjax.entry import EXIT_OK, EXIT_PARTIAL, add_set_argument, run_main
 from swapjax.errors import ConfigError
 
-EXIT_OOM = 3
+EXIT_OOM = EXIT_PARTIAL  # the plan ran; a step does not fit
 STEPS = ("train", "sample")
 
 
@@ -28,8 +29,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--config", required=True, help="a configs/*.py file")
     p.add_argument("--topology", required=True,
                    help="slice: v5p-64, v6e-64, v4-32, v5e-16, the colon form v5p:2x4x4, or GPUs such as h100-8")
-    p.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
-                   help="config overrides (mesh.fsdp=-1 ...); may be repeated")
+    add_set_argument(p, help="config overrides, e.g. mesh.fsdp=-1 dit.attention=splash")
     p.add_argument("--batch", type=int, help="global batch (data.batch_size)")
     p.add_argument("--frames", type=int, help="pixel frames per clip (data.num_frames), 1 mod 4")
     p.add_argument("--height", type=int, help="pixel height (data.height)")
@@ -41,7 +41,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def _overrides(args: argparse.Namespace) -> list[str]:
     named = {"batch": "data.batch_size", "frames": "data.num_frames", "height": "data.height", "width": "data.width"}
-    return list(args.set) + [f"{key}={getattr(args, flag)}" for flag, key in named.items()
+    return list(args.overrides) + [f"{key}={getattr(args, flag)}" for flag, key in named.items()
                              if getattr(args, flag) is not None]
 
 
@@ -104,29 +104,29 @@ def report(step, sl: Slice, mfu: float) -> tuple[list[str], bool]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    return run_main(lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    steps = tuple(s.strip() for s in args.steps.split(",") if s.strip())
+    if not steps or any(s not in STEPS for s in steps):
+        raise ConfigError(f"--steps {args.steps!r}: name train, sample or both (train,sample)")
+    if not 0 < args.mfu <= 1:
+        raise ConfigError(f"--mfu {args.mfu}: give a fraction in (0, 1], e.g. 0.4")
+    sl = parse_slice(args.topology)
+    config = load_config(args.config, _overrides(args))
+    config, note = _attention_for(config, sl)
+    devices = compile_only_devices(sl)
+    from swapjax.aot.plan import check_plan, plan_sample_step, plan_train_step
+    from swapjax.parallel import MESH_AXES, make_mesh
     try:
-        steps = tuple(s.strip() for s in args.steps.split(",") if s.strip())
-        if not steps or any(s not in STEPS for s in steps):
-            raise ConfigError(f"--steps {args.steps!r}: name train, sample or both (train,sample)")
-        if not 0 < args.mfu <= 1:
-            raise ConfigError(f"--mfu {args.mfu}: give a fraction in (0, 1], e.g. 0.4")
-        sl = parse_slice(args.topology)
-        config = load_config(args.config, _overrides(args))
-        config, note = _attention_for(config, sl)
-        devices = compile_only_devices(sl)
-        from swapjax.aot.plan import check_plan, plan_sample_step, plan_train_step
-        from swapjax.parallel import MESH_AXES, make_mesh
-        try:
-            mesh = make_mesh(config.mesh, devices)
-        except NotImplementedError:  # jax's device assignment: an axis size that splits a torus side
-            sides = sl.topology.split(":")[1].replace("x", ", ")
-            sizes = ", ".join(f"{n}={v}" for n, v in zip(MESH_AXES, config.mesh.resolve(len(devices))))
-            raise ConfigError(f"mesh {sizes} does not map onto the {sl.topology} torus: every mesh axis size must be "
-                              f"a product of torus sides ({sides}); change --set mesh.*") from None
-        check_plan(config, mesh)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        mesh = make_mesh(config.mesh, devices)
+    except NotImplementedError:  # jax's device assignment: an axis size that splits a torus side
+        sides = sl.topology.split(":")[1].replace("x", ", ")
+        sizes = ", ".join(f"{n}={v}" for n, v in zip(MESH_AXES, config.mesh.resolve(len(devices))))
+        raise ConfigError(f"mesh {sizes} does not map onto the {sl.topology} torus: every mesh axis size must be "
+                          f"a product of torus sides ({sides}); change --set mesh.*") from None
+    check_plan(config, mesh)
     print(f"{config.name} on {sl.describe()}; mesh {', '.join(f'{k}={v}' for k, v in mesh.shape.items())}",
           flush=True)
     if note:
@@ -138,4 +138,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\n".join(lines), flush=True)
         fits = fits and ok
     print(f"plan: {'fits' if fits else 'OUT OF MEMORY'} ({sl.name})")
-    return 0 if fits else EXIT_OOM
+    return EXIT_OK if fits else EXIT_OOM

@@ -13,11 +13,11 @@ from __future__ import annotations
 import csv
 import io
 import pathlib
-import sys
 from typing import Sequence
 
 from swapjax.atomic import atomic_write
 from swapjax.cli_parser import OneLineParser
+from swapjax.entry import EXIT_OK, run_main
 from swapjax.errors import ConfigError
 
 
@@ -49,34 +49,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--compile-cache", default=None, help="JAX's persistent compilation cache folder, shared "
                         "by the runs (default OUT/jax_cache; 'off' disables it)")
     args = parser.parse_args(argv)
+    return run_main(lambda: _run(args), creates=[args.out])
 
+
+def _run(args) -> int:
     from swapjax.scaling.config import load_sweep
-    from swapjax.scaling.fit import fit_power_law, frontier
-    from swapjax.scaling.plot import plot_sweep
-    from swapjax.scaling.runs import FIELDS, execute, plan_runs
+    from swapjax.scaling.runs import plan_runs
 
-    try:
-        sweep, base = load_sweep(args.sweep)
-        runs, skipped = plan_runs(sweep, base)
-        if len({r.budget for r in runs}) < 2:
-            raise ConfigError(f"--sweep {args.sweep!r}: fewer than two budgets have a run within [min_steps, "
-                              f"max_steps] ({len(skipped)} skipped); widen the budgets or the step limits")
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    sweep, base = load_sweep(args.sweep)
+    runs, skipped = plan_runs(sweep, base)
+    if len({r.budget for r in runs}) < 2:
+        raise ConfigError(f"--sweep {args.sweep!r}: fewer than two budgets have a run within [min_steps, "
+                          f"max_steps] ({len(skipped)} skipped); widen the budgets or the step limits")
     out = pathlib.Path(args.out or f"runs/scaling_{sweep.name}")
     out.mkdir(parents=True, exist_ok=True)
     if args.compile_cache != "off":
         use_compile_cache(pathlib.Path(args.compile_cache or out / "jax_cache"))
     for line in skipped:
         print(line, flush=True)
+    rows = _train(runs, out, sweep.loss_tail)
+    _write_results(out, rows, sweep.name)
+    return EXIT_OK
+
+
+def _train(runs: list, out: pathlib.Path, loss_tail: float) -> list[dict]:
+    from swapjax.scaling.runs import execute
+
     rows = []
     for i, run in enumerate(runs, 1):
         print(f"run {i}/{len(runs)} {run.name}: {run.params:,} parameters, {run.steps} steps x "
               f"{run.flops_per_step:.3g} FLOPs", flush=True)
-        rows.append(execute(run, out, sweep.loss_tail))
+        rows.append(execute(run, out, loss_tail))
         print(f"run {i}/{len(runs)} {run.name}: final loss {rows[-1]['final_loss']:.4f} "
               f"({rows[-1]['seconds']:.0f} s)", flush=True)
+    return rows
+
+
+def _write_results(out: pathlib.Path, rows: list[dict], name: str) -> None:
+    from swapjax.scaling.fit import fit_power_law, frontier
+    from swapjax.scaling.plot import plot_sweep
+    from swapjax.scaling.runs import FIELDS
+
     write_csv(out / "results.csv", rows, FIELDS)
     compute, loss = frontier([r["flops"] for r in rows], [r["budget"] for r in rows], [r["final_loss"] for r in rows])
     law = fit_power_law(compute, loss)
@@ -84,6 +97,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         tmp.write_text(law.describe() + "\n")
     groups = [f"{r['params'] / 1e3:,.0f}k params (w{r['width']} d{r['depth']})" for r in rows]
     plot_sweep(out / "loss_vs_compute.png", [r["flops"] for r in rows], [r["final_loss"] for r in rows], groups,
-               law, f"{sweep.name}: final loss vs training compute")
+               law, f"{name}: final loss vs training compute")
     print(f"{law.describe()}\nwrote {out / 'results.csv'}, {out / 'fit.txt'}, {out / 'loss_vs_compute.png'}")
-    return 0

@@ -7,7 +7,7 @@ import dataclasses
 import math
 import pathlib
 
-from swapjax.errors import ConfigError, require
+from swapjax.errors import ConfigError, SwapjaxError, require
 from swapjax.python_file import call_factory
 
 
@@ -50,8 +50,15 @@ class SweepConfig:
 def load_sweep(path: str | pathlib.Path) -> tuple[SweepConfig, pathlib.Path]:
     """Imports a sweep file and calls its `get_sweep()` -> (the sweep, its base run config's path)."""
     path = pathlib.Path(path)
-    sweep = call_factory(path, "get_sweep", SweepConfig, label="--sweep",
-                         missing_hint="pass a file such as configs/sweeps/tiny.py")
+    try:
+        sweep = call_factory(path, "get_sweep", SweepConfig, label="--sweep",
+                             missing_hint="pass a file such as configs/sweeps/tiny.py")
+    except SwapjaxError:
+        raise
+    except Exception as err:  # the user's code: what it raised, in one line
+        said = " ".join(str(err).split())[:300]
+        raise ConfigError(f"--sweep {str(path)!r} raised {type(err).__name__}{': ' + said if said else ''} while "
+                          "building its SweepConfig: fix it") from None
     base = (path.parent / sweep.base).resolve()
     if not base.is_file():
         raise ConfigError(f"SweepConfig.base ({sweep.base!r}) is not a file next to {str(path)!r}: name a run config "
