@@ -10,7 +10,7 @@ from swapjax.errors import ConfigError
 from swapjax.data import synthetic_assets as assets
 from swapjax.data.config import DataConfig
 from swapjax.data.pipeline import make_source
-from swapjax.data.synthetic import SyntheticClips
+from swapjax.data.synthetic import SceneSettings, SyntheticClips
 
 
 def test_only_the_chosen_kinds_are_drawn():
@@ -28,16 +28,19 @@ def test_defaults_are_every_kind():
     default = SyntheticClips(32, 32, 5, 6, seed=2)
     explicit = SyntheticClips(32, 32, 5, 6, seed=2, textures=assets.TEXTURE_KINDS,
                               backgrounds=assets.BACKGROUND_KINDS)
+    grouped = SyntheticClips(32, 32, 5, 6, seed=2, scene=SceneSettings(textures=assets.TEXTURE_KINDS,
+                                                                       backgrounds=assets.BACKGROUND_KINDS))
     for i in range(6):
         np.testing.assert_array_equal(default[i]["video"], explicit[i]["video"])
+        np.testing.assert_array_equal(default[i]["video"], grouped[i]["video"])
 
 
 def test_data_config_reaches_the_source():
     cfg = DataConfig(height=32, width=32, num_synthetic_clips=4, synthetic_textures=("flat",),
                      synthetic_backgrounds=("blobs",))
     source = make_source(cfg, seed=0)
-    assert source.textures == ("flat",) and source.backgrounds == ("blobs",)
-    assert make_source(dataclasses.replace(cfg, synthetic_textures=None), 0).textures == assets.TEXTURE_KINDS
+    assert source.scene.textures == ("flat",) and source.scene.backgrounds == ("blobs",)
+    assert make_source(dataclasses.replace(cfg, synthetic_textures=None), 0).scene.textures == assets.TEXTURE_KINDS
 
 
 def test_bad_kinds_are_named():

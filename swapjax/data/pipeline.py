@@ -44,12 +44,12 @@ def make_source(cfg: DataConfig, seed: int = 0):
 
         return open_source(cfg.tfds_dir, cfg.split)
     from swapjax.data import synthetic_assets as assets
-    from swapjax.data.synthetic import SyntheticClips
+    from swapjax.data.synthetic import SceneSettings, SyntheticClips
 
     span = (cfg.num_frames - 1) * cfg.frame_stride + 1  # frames one training clip spans
-    return SyntheticClips(cfg.height, cfg.width, span, cfg.num_synthetic_clips, seed,
-                          textures=cfg.synthetic_textures or assets.TEXTURE_KINDS,
+    scene = SceneSettings(textures=cfg.synthetic_textures or assets.TEXTURE_KINDS,
                           backgrounds=cfg.synthetic_backgrounds or assets.BACKGROUND_KINDS)
+    return SyntheticClips(cfg.height, cfg.width, span, cfg.num_synthetic_clips, seed, scene=scene)
 
 
 def sample_frames(num_available: int, present: np.ndarray, num_frames: int, stride: int,

@@ -180,34 +180,50 @@ def sprite_keypoints(scene: Scene, top: np.ndarray, index: int) -> np.ndarray:
     return np.stack([x, y, (inside & ~covered).astype(np.float64)], axis=-1).astype(np.float32)
 
 
+@dataclasses.dataclass(frozen=True)
+class SceneSettings:
+    """How the scenes of `SyntheticClips` are drawn: sprites per clip (a range), the chance of an occluder, the
+    fewest subject pixels every frame must show (else the scene is redrawn), and the texture kinds of sprites and
+    backgrounds (`synthetic_assets.TEXTURE_KINDS`, `BACKGROUND_KINDS`); a restriction changes which kind is
+    drawn, nothing else."""
+
+    num_sprites: tuple[int, int] = (1, 3)
+    p_occlude: float = 0.35
+    min_visible: int = 4
+    textures: tuple[str, ...] = assets.TEXTURE_KINDS
+    backgrounds: tuple[str, ...] = assets.BACKGROUND_KINDS
+
+    def __post_init__(self):
+        for name in ("num_sprites", "textures", "backgrounds"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if not 1 <= self.num_sprites[0] <= self.num_sprites[1]:
+            raise ValueError(f"SyntheticClips: num_sprites ({self.num_sprites}) must be a range (lo, hi) with "
+                             "1 <= lo <= hi")
+        for name, kinds, allowed in (("textures", self.textures, assets.TEXTURE_KINDS),
+                                     ("backgrounds", self.backgrounds, assets.BACKGROUND_KINDS)):
+            if not kinds or not set(kinds) <= set(allowed):
+                raise ValueError(f"SyntheticClips: {name} ({kinds}) must be a non-empty subset of {allowed}")
+
+
 class SyntheticClips:
     """Grain-compatible source of synthetic clips: `[i]` -> dict video uint8 `[F, H, W, 3]`, mask uint8
     `[F, H, W]` (visible subject pixels), keypoints float32 `[F, 5, 3]`, keypoints_kind "sprite", fps.
 
-    Deterministic in (seed, i); holds only numbers, so it pickles into grain workers. `textures` and
-    `backgrounds` restrict the texture kinds of sprites and backgrounds (`synthetic_assets.TEXTURE_KINDS`,
-    `BACKGROUND_KINDS`); the defaults use them all, and a restriction changes which kind is drawn, nothing else.
+    Deterministic in (seed, i); holds only numbers, so it pickles into grain workers. `scene` says how scenes are
+    drawn (`SceneSettings`); its fields may also be given one by one as keywords (`p_occlude=0.7`,
+    `backgrounds=("gradient",)`), which replace those of `scene`.
     """
 
     keypoints_kind = KEYPOINTS_KIND
 
     def __init__(self, height: int, width: int, num_frames: int, num_clips: int, seed: int = 0, *,
-                 num_sprites: tuple[int, int] = (1, 3), p_occlude: float = 0.35, fps: float = 16.0,
-                 min_visible: int = 4, textures: tuple[str, ...] = assets.TEXTURE_KINDS,
-                 backgrounds: tuple[str, ...] = assets.BACKGROUND_KINDS):
+                 fps: float = 16.0, scene: SceneSettings = SceneSettings(), **scene_fields):
         if min(height, width) < 8 or num_frames < 1 or num_clips < 1:
             raise ValueError(f"SyntheticClips: height ({height}) and width ({width}) must be >= 8, num_frames "
                              f"({num_frames}) and num_clips ({num_clips}) >= 1")
-        if not 1 <= num_sprites[0] <= num_sprites[1]:
-            raise ValueError(f"SyntheticClips: num_sprites ({num_sprites}) must be a range (lo, hi) with 1 <= lo <= hi")
         self.height, self.width, self.num_frames, self.num_clips = height, width, num_frames, num_clips
-        self.seed, self.num_sprites, self.p_occlude, self.fps = seed, tuple(num_sprites), p_occlude, float(fps)
-        for name, kinds, allowed in (("textures", textures, assets.TEXTURE_KINDS),
-                                     ("backgrounds", backgrounds, assets.BACKGROUND_KINDS)):
-            if not kinds or not set(kinds) <= set(allowed):
-                raise ValueError(f"SyntheticClips: {name} ({tuple(kinds)}) must be a non-empty subset of {allowed}")
-        self.min_visible = min_visible
-        self.textures, self.backgrounds = tuple(textures), tuple(backgrounds)
+        self.seed, self.fps = seed, float(fps)
+        self.scene = dataclasses.replace(scene, **scene_fields)
 
     def __len__(self) -> int:
         return self.num_clips
@@ -226,10 +242,11 @@ class SyntheticClips:
         """
         i = self._index(i)
         for attempt in range(16):
-            scene = sample_scene(np.random.default_rng((self.seed, i, attempt)), self.num_sprites, self.p_occlude,
-                                 self.textures, self.backgrounds)
+            settings = self.scene
+            scene = sample_scene(np.random.default_rng((self.seed, i, attempt)), settings.num_sprites,
+                                 settings.p_occlude, settings.textures, settings.backgrounds)
             video, top = render_scene(scene, self.height, self.width, self.num_frames)
-            if ((top == scene.subject).sum(axis=(1, 2)) >= self.min_visible).all():
+            if ((top == scene.subject).sum(axis=(1, 2)) >= self.scene.min_visible).all():
                 break
         return scene, video, top
 
@@ -246,7 +263,7 @@ class SyntheticClips:
         scene, video, top = self.render(i)
         rng = np.random.default_rng((self.seed, self._index(i), 1 << 20))  # apart from the scene's streams
         old = scene.sprites[scene.subject][0]
-        new = Appearance(assets.sample_shape(rng, exclude=old.shape.kind), assets.sample_texture(rng, self.textures))
+        new = Appearance(assets.sample_shape(rng, exclude=old.shape.kind), assets.sample_texture(rng, self.scene.textures))
         target, target_top = render_scene(scene, self.height, self.width, self.num_frames, {scene.subject: new})
         item = {"video": video, "mask": (top == scene.subject).astype(np.uint8),
                 "keypoints": sprite_keypoints(scene, top, scene.subject), "keypoints_kind": KEYPOINTS_KIND,
