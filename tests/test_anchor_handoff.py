@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from swapjax.errors import ConfigError
-from swapjax.models.conditioning import anchor_index
+from swapjax.models.fused_inputs import anchor_index
 from swapjax.sample import pipeline
 from swapjax.sample.engine import Engine, Generated, WindowInputs
 from swapjax.sample.windows import plan_windows

@@ -16,7 +16,7 @@ import pytest
 
 from sample_fixtures import CONFIG, SAMPLE, random_values, swap_inputs
 from swapjax.data.reference import prepare_reference, reference_crop
-from swapjax.models.conditioning import prefix_inputs
+from swapjax.models.fused_inputs import prefix_inputs
 from swapjax.models.vae import abstract_vae, normalize_latents, vae_encode
 from swapjax.sample.composite import to_unit
 from swapjax.sample.inputs import JobInputs

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from swapjax.models.conditioning import fuse_video_inputs, pack_mask, prefix_inputs
+from swapjax.models.fused_inputs import fuse_video_inputs, pack_mask, prefix_inputs
 from swapjax.models.swap import SwapInputs, null_prefix, swap_video_step
 from swap_reference import concat_caches
 from swap_fixtures import (ALL_ON, DIT, SWAP, apply, inputs, prefix_cache, random_state, rel_err, single_pass,

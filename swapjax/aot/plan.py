@@ -29,7 +29,7 @@ from swapjax import flow
 from swapjax.config import Config
 from swapjax.errors import require
 from swapjax.models.clip_vision_config import ClipVisionConfig
-from swapjax.models.conditioning import pack_mask
+from swapjax.models.fused_inputs import pack_mask
 from swapjax.models.swap import abstract_swap
 from swapjax.models.swap_flops import TokenCounts, swap_sample_step_flops, swap_train_flops, token_counts
 from swapjax.models.vae import abstract_vae

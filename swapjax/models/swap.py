@@ -1,5 +1,5 @@
 """The swap DiT (docs/design.md, "The swap model"): an I2V-shaped Wan2.1 DiT reading the fused inputs of
-`conditioning.py`, with the reference (and optional anchor) frames prepended on the frame axis and read one way.
+`fused_inputs.py`, with the reference (and optional anchor) frames prepended on the frame axis and read one way.
 
     fused   = fuse_video_inputs(z_t, mask, agnostic)             # [B, f, h, w, 52], changes every step
     inputs  = SwapInputs(fused, t, context, image_context, prefix=prefix_inputs(z_r, z_a), conditions={...})
@@ -39,7 +39,7 @@ from flax import nnx
 from jaxtyping import Array, Float
 
 from swapjax.errors import ConfigError
-from swapjax.models.conditioning import prefix_inputs
+from swapjax.models.fused_inputs import prefix_inputs
 from swapjax.models.conditions import (Condition, VideoStream, build_conditions, condition_inputs,
                                        not_configured)
 from swapjax.models.dit import WanDiT
@@ -53,11 +53,11 @@ from swapjax.models.swap_config import SwapConfig, validate_swap
 class SwapInputs(NamedTuple):
     """Everything one swap-model call reads, as one pytree."""
 
-    fused: Float[Array, "b f h w c"]  # fused video latent (`conditioning.fuse_video_inputs`)
+    fused: Float[Array, "b f h w c"]  # fused video latent (`fused_inputs.fuse_video_inputs`)
     t: Float[Array, "b"] | Float[Array, "b lv"]  # time in [0, 1], per sample or per video token
     context: Float[Array, "b lt ct"]  # text encoder features (zeros for the null branch)
     image_context: Float[Array, "b li ci"] | None = None  # I2V-based models: image encoder tokens (None = null)
-    prefix: Float[Array, "b p h w c"] | None = None  # `conditioning.prefix_inputs` (None without prefix slots)
+    prefix: Float[Array, "b p h w c"] | None = None  # `fused_inputs.prefix_inputs` (None without prefix slots)
     conditions: dict[str, Any] | None = None  # condition name -> its typed inputs (None = no conditions)
 
 
@@ -118,7 +118,7 @@ class SwapDiT(WanDiT):
             return 0
         if prefix is None:
             raise ValueError(f"prefix frames are missing: this SwapConfig expects P = {p} (reference"
-                             f"{' + anchor' if self.swap.anchor else ''}); build them with conditioning.prefix_inputs")
+                             f"{' + anchor' if self.swap.anchor else ''}); build them with fused_inputs.prefix_inputs")
         if prefix.ndim != 5 or prefix.shape[1] != p or (batch is not None and prefix.shape[0] != batch):
             raise ValueError(f"prefix frames have shape {tuple(prefix.shape)}: expected [B, P = {p}, h, w, "
                              f"{self.cfg.in_channels}] with the video's batch")

@@ -89,12 +89,14 @@ def _frozen_kwargs(name: str, kwargs: Any) -> tuple[tuple[str, Any], ...]:
 class SwapConfig:
     """The swap model on a Wan2.1 DiT (docs/design.md, "The swap model"): prefix slots and the optional
     conditions, all off but the reference slot. Fused input channels: [noisy latent z | mask (frames_per_latent) |
-    agnostic latent z | condition latent (condition_channels)], so `DiTConfig.in_channels = 2 z +
-    frames_per_latent + condition_channels` (52 for Wan2.1)."""
+    agnostic latent z | guide latent (condition_channels)], so `DiTConfig.in_channels = 2 z +
+    frames_per_latent + condition_channels` (52 for Wan2.1). The guide latent (`fused_inputs.py`) is not one of the
+    conditions; its width keeps the name `condition_channels` that configs, `--set swap.condition_channels=` and
+    converted models' JSON already use."""
 
     reference: bool = True  # reference latent frame prepended; one-way attention; its K/V cached per video
-    anchor: bool = False  # anchor slot: one clean latent frame of the window (conditioning.anchor_index)
-    condition_channels: int = 16  # condition latent (rendered pose/hands/landmarks), zeros when absent; 0 = none
+    anchor: bool = False  # anchor slot: one clean latent frame of the window (fused_inputs.anchor_index)
+    condition_channels: int = 16  # guide latent (rendered pose/hands/landmarks), zeros when absent; 0 = none
     pixels_per_latent: int = 8  # the VAE's spatial factor (points: pixel -> latent coordinates)
     frames_per_latent: int = 4  # the VAE's temporal factor (mask packing, point frames)
     # optional conditions (swapjax.models.conditions), in build order: name -> its own keyword arguments, e.g.
@@ -105,7 +107,7 @@ class SwapConfig:
     def __post_init__(self):
         object.__setattr__(self, "conditions", Conditions(self.conditions))
         require(self.condition_channels >= 0,
-                f"SwapConfig.condition_channels ({self.condition_channels}) must be >= 0 (0 disables the condition)")
+                f"SwapConfig.condition_channels ({self.condition_channels}) must be >= 0 (0: no guide latent channels)")
         require(self.pixels_per_latent >= 1 and self.frames_per_latent >= 1,
                 f"SwapConfig: pixels_per_latent ({self.pixels_per_latent}) and frames_per_latent "
                 f"({self.frames_per_latent}) must be >= 1")

@@ -46,7 +46,7 @@ class SampleConfig:
     tunnel_context: float = 0.5
     # long videos: windows of `window_frames` (1 mod 4) overlapping by `overlap_frames`, cross-faded; with an anchor
     # slot overlap_frames must be 1 mod the VAE's frames per latent, and it fixes the anchor's latent frame
-    # (`conditioning.anchor_index`, read by training too): 5 -> latent frame 1 for the Wan VAE
+    # (`fused_inputs.anchor_index`, read by training too): 5 -> latent frame 1 for the Wan VAE
     window_frames: int = 81
     overlap_frames: int = 5
     # composite: outside dilate(mask, composite_dilate) feathered by composite_feather the result is the

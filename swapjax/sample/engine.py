@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from swapjax import flow
 from swapjax.models import vae as vae_lib
-from swapjax.models.conditioning import agnostic_video, fuse_video_inputs, pack_mask, prefix_inputs
+from swapjax.models.fused_inputs import agnostic_video, fuse_video_inputs, pack_mask, prefix_inputs
 from swapjax.models.conditions import data_needs
 from swapjax.models.image_encoder import encode_images
 from swapjax.models.swap import PrefixCache, model_inputs, null_prefix, swap_prefix_cache, swap_video_step

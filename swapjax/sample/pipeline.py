@@ -31,7 +31,7 @@ from swapjax.errors import InputError
 from swapjax.models.conditions import data_needs
 from swapjax.data.reference import NEUTRAL_GREY, prepare_reference
 from swapjax.models.reference_frame import fit_reference
-from swapjax.models.conditioning import anchor_index
+from swapjax.models.fused_inputs import anchor_index
 from swapjax.sample import windows as win_lib
 from swapjax.sample.composite import composite, composite_alpha, composite_float, to_uint8, to_unit
 from swapjax.sample.config import SampleConfig
@@ -159,7 +159,7 @@ def _sample_windows(engine: Engine, model: dict[str, np.ndarray | None], shared:
     """Every window of the video at model resolution, cross-faded -> (float32 `[F, H, W, 3]`, the plan).
 
     Each window after the first is anchored on its predecessor as training draws the anchor
-    (`conditioning.anchor_index`, docs/design.md "Long videos"): the previous window's last generated latent frame
+    (`fused_inputs.anchor_index`, docs/design.md "Long videos"): the previous window's last generated latent frame
     is handed over as is (latent space, no decode/encode), or, when the anchor is latent frame 0 (overlap 1: the
     window starts on the previous one's last frame), that frame's pixels composited on the source are encoded
     alone, as the causal VAE encodes a clip's first frame."""

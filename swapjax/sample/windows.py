@@ -41,7 +41,7 @@ def plan_windows(num_frames: int, window_frames: int, overlap_frames: int, *, al
     """The windows covering `num_frames` frames (see the module docstring). `aligned` (models with an anchor
     slot): every window starts a whole stride after the previous one, the last included, and the last is padded
     past the end instead of starting earlier, so each window's anchor latent frame covers exactly the source
-    frames of its predecessor's last latent frame (`conditioning.anchor_index`)."""
+    frames of its predecessor's last latent frame (`fused_inputs.anchor_index`)."""
     if num_frames < 1:
         raise ValueError(f"plan_windows: a video needs at least one frame, got {num_frames}")
     if num_frames <= window_frames:

@@ -31,7 +31,7 @@ from flax import nnx
 from swapjax.config import Config
 from swapjax.errors import ConfigError, require
 from swapjax.losses import LossConfig
-from swapjax.models.conditioning import anchor_index
+from swapjax.models.fused_inputs import anchor_index
 from swapjax.models.conditions import data_needs, needed_batch_keys, settings
 from swapjax.models.dit import abstract_dit
 from swapjax.models.image_encoder import IMAGE_ENCODERS

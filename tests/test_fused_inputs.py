@@ -1,4 +1,4 @@
-"""Conditional fusion: mask packing in Wan I2V's polarity, channel order of the fused inputs, prefix frames."""
+"""Fused inputs (swapjax.models.fused_inputs): mask packing in Wan I2V's polarity, channel order of the fused inputs, prefix frames."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from swapjax.models.swap_config import SwapConfig
-from swapjax.models.conditioning import (agnostic_video, anchor_inputs, fuse_video_inputs, pack_mask, prefix_inputs,
+from swapjax.models.fused_inputs import (agnostic_video, anchor_inputs, fuse_video_inputs, pack_mask, prefix_inputs,
                                          reference_inputs)
 from swapjax.models.swap import null_prefix
 
@@ -68,7 +68,7 @@ def test_fuse_errors_name_the_input():
     z = np.zeros((2, 3, 4, 4, 16), np.float32)
     with pytest.raises(ValueError, match="agnostic_latent has shape"):
         fuse_video_inputs(z, np.zeros((2, 3, 4, 4, 4)), np.zeros((2, 2, 4, 4, 16)))
-    with pytest.raises(ValueError, match="cond_latent has shape"):
+    with pytest.raises(ValueError, match="guide_latent has shape"):
         fuse_video_inputs(z, np.zeros((2, 3, 4, 4, 4)), z, np.zeros((2, 3, 4, 4, 8)))
 
 

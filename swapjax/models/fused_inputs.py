@@ -1,8 +1,9 @@
-"""Conditional fusion (docs/design.md, "The swap model"): the swap DiT's input channels, per latent frame.
+"""Fused inputs (docs/design.md, "The swap model"): the swap DiT's input channels, per latent frame, its prefix
+frames and the anchor's latent frame.
 
 Video frames, channels-last, in this order (diffusers' Wan I2V order: latents, then [mask, image latent]):
 
-    [ z_t (z) | packed mask (frames_per_latent) | agnostic latent (z) | condition latent (condition_channels) ]
+    [ z_t (z) | packed mask (frames_per_latent) | agnostic latent (z) | guide latent (condition_channels) ]
 
 - packed mask, in **Wan I2V's polarity** (1 = known, 0 = hole): `K = 1 - M` of the pixel mask track `M`
   (1 = regenerate); the first frame is repeated `frames_per_latent - 1` more times so the frame count becomes a
@@ -10,7 +11,9 @@ Video frames, channels-last, in this order (diffusers' Wan I2V order: latents, t
   padded frame `4i + c`), and space is min-pooled by `pixels_per_latent` (a latent cell is a hole if any of
   its pixels is). With one known first frame and holes elsewhere this is exactly the mask I2V is trained on.
 - agnostic latent: the VAE encoding of `V · (1 - M)` (see `agnostic_video`), in the slot of I2V's image latent.
-- condition latent: the VAE encoding of a rendered condition video (pose, hands, landmarks); zeros if absent.
+- guide latent: the VAE encoding of a rendered guide video (pose, hands, landmarks; `SwapConfig.condition_channels`
+  wide, the config key kept as users type it); zeros if absent. The word *condition* means the optional plug-ins
+  of `swapjax.models.conditions` only.
 
 Prefix frames (prepended on the frame axis, see `swapjax.models.swap`) are fully known frames:
 `reference_inputs(z_r) = [z_r | 1 | z_r | 0]`; the anchor slot the same, or all zeros (an unknown, empty frame)
@@ -75,17 +78,17 @@ def _check_latent(name: str, x: jax.Array, ref_shape: tuple[int, ...], channels:
 
 
 def fuse_video_inputs(z_t: Float[Array, "b f h w z"], mask_packed: Float[Array, "b f h w t"],
-                      agnostic_latent: Float[Array, "b f h w z"], cond_latent: Float[Array, "b f h w c"] | None = None,
+                      agnostic_latent: Float[Array, "b f h w z"], guide_latent: Float[Array, "b f h w c"] | None = None,
                       *, condition_channels: int = 16) -> Float[Array, "b f h w ci"]:
-    """`[z_t | mask | agnostic | condition]` on channels (condition zeros when `cond_latent` is None)."""
+    """`[z_t | mask | agnostic | guide]` on channels (guide zeros when `guide_latent` is None)."""
     if z_t.ndim != 5:
         raise ValueError(f"z_t has shape {tuple(z_t.shape)}: expected a latent video [B, f, h, w, C]")
     _check_latent("mask_packed", mask_packed, z_t.shape, mask_packed.shape[-1])
     _check_latent("agnostic_latent", agnostic_latent, z_t.shape, z_t.shape[-1])
-    if cond_latent is None:
-        cond_latent = jnp.zeros((*z_t.shape[:4], condition_channels), z_t.dtype)  # [B, f, h, w, Cc]
-    _check_latent("cond_latent", cond_latent, z_t.shape, condition_channels)
-    parts = [z_t, mask_packed, agnostic_latent, cond_latent]
+    if guide_latent is None:
+        guide_latent = jnp.zeros((*z_t.shape[:4], condition_channels), z_t.dtype)  # [B, f, h, w, Cc]
+    _check_latent("guide_latent", guide_latent, z_t.shape, condition_channels)
+    parts = [z_t, mask_packed, agnostic_latent, guide_latent]
     return jnp.concatenate([jnp.asarray(p).astype(z_t.dtype) for p in parts], axis=-1)  # [B, f, h, w, Ci]
 
 
