@@ -27,7 +27,7 @@ from flax import nnx
 from jaxtyping import Array, Float
 
 from swapjax import flow
-from swapjax.models.conditioning import fuse_video_inputs, pack_mask, prefix_inputs
+from swapjax.models.fused_inputs import fuse_video_inputs, pack_mask, prefix_inputs
 from swapjax.models.reference_frame import fit_reference
 from swapjax.models.conditions import needed_batch_keys
 from swapjax.models.image_encoder import encode_images
@@ -53,7 +53,7 @@ class PrepareConfig:
     t_mean: float = 0.0
     t_std: float = 1.0
     with_condition: bool = False
-    anchor_index: int = 0  # the window's latent frame the anchor slot holds (`conditioning.anchor_index`)
+    anchor_index: int = 0  # the window's latent frame the anchor slot holds (`fused_inputs.anchor_index`)
     reference_drop: float = 0.0  # share of samples trained as guidance's null branch (reference, image, text null)
     text_drop: float = 0.0  # share of the others trained with the null text alone (the text-guidance branch)
 
@@ -116,7 +116,7 @@ def _contexts(latents: dict[str, jax.Array], keep_ref: jax.Array, keep_text: jax
 
 
 def anchor_latent(latents: Float[Array, "b f h w z"], index: int) -> Float[Array, "b 1 h w z"]:
-    """The anchor slot's content: latent frame `index` of a window (see `conditioning.anchor_index`:
+    """The anchor slot's content: latent frame `index` of a window (see `fused_inputs.anchor_index`:
     the frame the previous window's last latent frame covers), clean. Training reads it from the clip's own
     latents, sampling hands over the previous window's generated last latent frame to the same place."""
     if not 0 <= index < latents.shape[1]:
