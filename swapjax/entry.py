@@ -93,6 +93,10 @@ def run_main(body: Callable[[], int], creates: Iterable[str | os.PathLike | None
 
 
 def _fail(message: str, fresh: list[pathlib.Path]) -> int:
+    # The run is over: what a foreign library abandoned (orbax's pending read coroutines, tensorstore's closed
+    # event loop) may still be collected before exit and print "Exception ignored in ..." tracebacks under the
+    # one line; those are echoes of the error already reported.
+    sys.unraisablehook = lambda unraisable: None
     _remove(fresh)
     say(message)
     return EXIT_BAD_INPUT

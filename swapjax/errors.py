@@ -38,8 +38,9 @@ def require(ok: object, message: str) -> None:
 
 
 # Markers in foreign errors' messages (tensorstore/orbax speak absl status codes) -> what they mean for a user.
-_CHECKPOINT_MARKERS = ("OUT_OF_RANGE", "DATA_LOSS", "Error reading", "Unexpected end", "truncated",
-                       "Failed to decode", "Error opening", "zarr", "ocdbt", "NOT_FOUND: Error")
+# Compared in lower case.
+_CHECKPOINT_MARKERS = ("out_of_range", "data_loss", "error reading", "error while reading", "unexpected end",
+                       "truncated", "failed to decode", "error opening", "zarr", "ocdbt", "not_found: error")
 
 
 def foreign_message(err: BaseException) -> str | None:
@@ -59,7 +60,7 @@ def foreign_message(err: BaseException) -> str | None:
         return f"a video could not be decoded ({text}): check that the file is a complete video PyAV can read"
     if module.startswith("tensorflow_datasets") or "DatasetNotFoundError" in type(err).__name__:
         return f"no dataset could be read ({text}): point data.dir at a folder written by swapjax.data.build"
-    if any(marker in text for marker in _CHECKPOINT_MARKERS):
+    if any(marker in text.lower() for marker in _CHECKPOINT_MARKERS):
         return (f"a checkpoint could not be read, it is truncated or corrupt ({text}): point at a complete "
                 "checkpoint (or delete the broken step and resume from the one before)")
     return None
