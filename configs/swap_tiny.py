@@ -5,7 +5,7 @@ reference and anchor slots. The optional conditions are off; tests turn them on 
 defaults to stage 2 (every parameter): with no pretrained model there is nothing for stage 1 to start from
 (its output head starts at zero and stays frozen; `train.stage=1` needs `train.init_from`).
 
-Used by tests/test_swap*.py and tests/test_pose_identity_points.py, and run with
+Used by tests/models/test_swap*.py and tests/models/test_pose_identity_points.py, and run with
 
     python train.py --config configs/swap_tiny.py --workdir runs/swap_tiny
     python sample.py --config configs/swap_tiny.py --checkpoint CKPT --video V --mask M --reference R --out out.mp4

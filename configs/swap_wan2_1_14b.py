@@ -2,7 +2,7 @@
 embedding widened from 36 to 52 input channels ([z_t 16 | mask 4 | agnostic latent 16 | condition latent 16]),
 the reference slot and the anchor slot (prepended latent frames, one-way attention, cached K/V). Pose-attention,
 the identity token and semantic points are available in SwapConfig and off. 16,395,206,464 parameters
-(I2V-14B + 16·4·5120 new patch-embedding weights; tests/test_swap.py checks it with jax.eval_shape).
+(I2V-14B + 16·4·5120 new patch-embedding weights; tests/models/test_swap.py checks it with jax.eval_shape).
 
 Weights (the base widened, new columns zero):
 

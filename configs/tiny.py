@@ -1,6 +1,6 @@
 """Tiny CPU config: every part of swapjax at toy size, for tests and laptop runs.
 
-Used by the test suite (tests/test_configs.py, tests/test_dit.py) and as the base of configs/swap_tiny.py;
+Used by the test suite (tests/test_configs.py, tests/models/test_dit.py) and as the base of configs/swap_tiny.py;
 inspect it with `python -c "from swapjax.config import load_config; print(load_config('configs/tiny.py'))"`.
 DiT: 2 heads × 16, FFN 64, 2 layers (41 k parameters); VAE: base width 8, one residual block per level, with
 the Wan2.1 8× spatial / 4× temporal compression so the project's latent shapes hold.

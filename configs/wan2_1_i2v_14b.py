@@ -3,7 +3,7 @@ mask + 16 conditioning latent), CLIP image tokens (1280 wide) through image k/v 
 
 Matches the official `Wan-AI/Wan2.1-I2V-14B-480P` checkpoint:
 `python -m swapjax.convert --src Wan2.1-I2V-14B-480P-Diffusers/transformer --out ckpt/wan14b_i2v_dit`;
-tests/test_param_counts.py checks the parameter count against diffusers. Its swap variant,
+tests/convert/test_param_counts.py checks the parameter count against diffusers. Its swap variant,
 configs/swap_wan2_1_14b.py, is what train.py / sample.py run. Full rematerialisation and bf16 compute: a 14B model trains only sharded (FSDP).
 """
 

@@ -2,7 +2,7 @@
 
 Matches the official `Wan-AI/Wan2.1-T2V-1.3B` checkpoint, so its weights load with
 `python -m swapjax.convert --src Wan2.1-T2V-1.3B-Diffusers/transformer --out ckpt/wan1.3b_dit`
-(and `--src .../vae --out ckpt/wan_vae`); tests/test_param_counts.py checks the parameter count against
+(and `--src .../vae --out ckpt/wan_vae`); tests/convert/test_param_counts.py checks the parameter count against
 diffusers. Its swap variant, configs/swap_wan2_1_1_3b.py, is what train.py / sample.py run.
 bf16 compute with float32 master weights; attention "xla" runs anywhere: use "cudnn" on GPUs, "splash" on TPUs.
 """

@@ -3,7 +3,7 @@
 
     python -m swapjax.scaling --sweep configs/sweeps/tiny.py --out runs/scaling_tiny
 
-Its 15 runs took 26 minutes on a shared 2-core machine (README, "Scaling sweeps"); tests/test_scaling.py runs
+Its 15 runs took 26 minutes on a shared 2-core machine (README, "Scaling sweeps"); tests/scaling/test_scaling.py runs
 a smaller grid of its own (two widths, one depth, two budgets). Budgets are analytic
 matmul FLOPs of the DiT's train steps (swapjax.models.swap_flops); pairs that buy fewer than `min_steps`
 steps are skipped.

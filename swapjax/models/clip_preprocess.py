@@ -8,7 +8,7 @@ The resize is the separable, antialiased resampling of PIL (which transformers' 
 a bicubic (a = -0.5) or triangle kernel stretched by the scale factor when shrinking, weights normalised per
 output pixel and rounded to 22-bit fixed point, the horizontal pass first with its result rounded and clipped
 to uint8, then the vertical pass. Done this way the pixels equal transformers' output exactly for most sizes
-(tests/test_clip_vision.py). For some size pairs the installed Pillow runs the vertical pass first; the uint8
+(tests/models/test_clip_vision.py). For some size pairs the installed Pillow runs the vertical pass first; the uint8
 rounding between the passes then differs, by at most a couple of levels on photo-like images (up to ~25 levels on
 pure noise, where the bicubic overshoot clips). An OpenCV bicubic resize would differ everywhere (it does not
 widen its kernel when shrinking, so it aliases), which is why OpenCV is not used here.

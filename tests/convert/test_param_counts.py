@@ -14,7 +14,7 @@ from swapjax.config import load_config
 from swapjax.convert.dit import checkpoint_shape, dit_config_to_diffusers, param_table
 from swapjax.models.dit import abstract_dit, param_count
 
-CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
+CONFIGS = pathlib.Path(__file__).parent.parent.parent / "configs"
 T2V_1_3B = load_config(CONFIGS / "wan2_1_t2v_1_3b.py").dit
 CASES = {
     "t2v-1.3b": (T2V_1_3B, 1_418_996_800),

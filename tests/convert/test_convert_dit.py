@@ -30,7 +30,7 @@ T2V = dict(num_attention_heads=2, attention_head_dim=16, in_channels=4, out_chan
            ffn_dim=64, num_layers=2)
 I2V = dict(T2V, image_dim=24, added_kv_proj_dim=32)
 
-CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
+CONFIGS = pathlib.Path(__file__).parent.parent.parent / "configs"
 
 
 def _numpy_state_dict(model) -> dict[str, np.ndarray]:

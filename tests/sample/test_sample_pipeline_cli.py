@@ -17,7 +17,7 @@ from sample_fixtures import CONFIG_PATH, box_track, clip, reference
 from swapjax.convert.__main__ import main as convert_main
 from swapjax.data import video_io
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 SETS = ["--set", "sample.sampler.num_steps=2", "--set", "sample.text_len=16", "--set", "sample.area=1024"]
 
 

@@ -3,7 +3,7 @@
 The compile tests need libtpu (the optional `tpu` extra: pip install -e '.[tpu]') and are skipped without it,
 so CI (which installs '.[test]') does not depend on it. The full-size 14B plans take minutes to compile on a
 2-core machine; their figures are in the README ("Plans for the 14B swap model"), and
-tests/test_aot_14b.py (slow) compiles the 14B train step itself.
+tests/aot/test_aot_14b.py (slow) compiles the 14B train step itself.
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ def test_the_command_keeps_every_repeated_set(tmp_path):
     import subprocess
     import sys
 
-    root = pathlib.Path(__file__).resolve().parents[1]
+    root = pathlib.Path(__file__).resolve().parents[2]
     run = subprocess.run([sys.executable, "-m", "swapjax.aot", "--config", TINY, "--topology", "v5p-8",
                           "--set", "mesh.data=1", "mesh.fsdp=-1", "--set", "dit.num_layers=0"],
                          cwd=root, env={**os.environ, "JAX_PLATFORMS": "cpu"}, capture_output=True, text=True,

@@ -17,7 +17,7 @@ from sample_fixtures import CONFIG_PATH, box_track, clip, reference, write_check
 from swapjax.data import tracks, video_io
 from swapjax.sample import cli
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

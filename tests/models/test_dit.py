@@ -22,7 +22,7 @@ CFG = DiTConfig(num_heads=2, head_dim=16, in_channels=4, out_channels=4, text_di
                 num_layers=2)
 VOCABULARY = {name for name, _ in LOGICAL_AXIS_RULES} | {None}
 
-CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
+CONFIGS = pathlib.Path(__file__).parent.parent.parent / "configs"
 
 
 def _random_state(cfg: DiTConfig, seed: int = 0) -> tuple[nnx.GraphDef, nnx.State]:

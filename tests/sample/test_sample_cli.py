@@ -16,7 +16,7 @@ from media_fixtures import write_av_source
 from sample_fixtures import CONFIG_PATH, clip, write_checkpoint
 from swapjax.data import masks, tracks, video_io
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 H, W = 32, 48
 
 

@@ -188,4 +188,4 @@ def test_z_dim_8_export_converts_with_neutral_statistics_and_matches_diffusers(t
     got_video = wan_vae.vae_decode(graphdef, state, jax.numpy.asarray(z))
     errors = {"encode": rel_err(mean, want_mean), "decode": rel_err(got_video, want_video)}
     print("\n[z_dim=8 export] " + ", ".join(f"{k} {v:.1e}" for k, v in errors.items()))
-    assert max(errors.values()) <= 1e-5, errors  # the tolerance of tests/test_parity_vae.py
+    assert max(errors.values()) <= 1e-5, errors  # the tolerance of tests/models/test_parity_vae.py

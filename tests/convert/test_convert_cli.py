@@ -30,7 +30,7 @@ from wan_dit_torch import build_reference, save_reference
 
 T2V = dict(num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=4, text_dim=32, freq_dim=32,
            ffn_dim=64, num_layers=2)
-REPO = pathlib.Path(__file__).parent.parent
+REPO = pathlib.Path(__file__).parent.parent.parent
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 
 

@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not libtpu_available(), reason="libtpu is not installed: pip install -e '.[tpu]' "
                                  "(the optional tpu extra) to compile for TPU slices")]
 
-PARAMS = 16_395_206_464  # the swap 14B model (configs/swap_wan2_1_14b.py, checked in tests/test_swap.py)
+PARAMS = 16_395_206_464  # the swap 14B model (configs/swap_wan2_1_14b.py, checked in tests/models/test_swap.py)
 D, LAYERS, PATCH_IN = 5120, 40, 1 * 2 * 2 * 52
 # Stage 1 trains every block's self-attention (q, k, v, o kernels and biases; the q and k RMSNorm scales) and the
 # widened patch embedding (kernel and bias); no optional condition is on.

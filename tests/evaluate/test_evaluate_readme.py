@@ -20,7 +20,7 @@ from swapjax.data import tracks, video_io
 from swapjax.data.synthetic import SyntheticClips
 from swapjax.evaluate import cli
 
-README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+README = pathlib.Path(__file__).resolve().parents[2] / "README.md"
 CONFIGS = README.parent / "configs"
 TILE, LABEL = cli.TILE, 16
 

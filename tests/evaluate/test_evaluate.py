@@ -1,6 +1,6 @@
 """`swapjax.evaluate` without sampling: case lists (folder and JSON, ground truths, bad entries), the table's
 summary and formats, the contact sheet's layout, the embedder wrapper, and `python -m swapjax.evaluate`'s exit
-code 2 with one `error:` line for bad arguments (the end-to-end run is tests/test_evaluate_readme.py)."""
+code 2 with one `error:` line for bad arguments (the end-to-end run is tests/evaluate/test_evaluate_readme.py)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from swapjax.evaluate.embedder import encoder_embedder
 from swapjax.metrics import embedding_similarity
 from swapjax.models.image_encoder import build_image_encoder
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _video_case(folder: pathlib.Path, name: str) -> None:

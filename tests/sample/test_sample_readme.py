@@ -14,7 +14,7 @@ from sample_fixtures import box_track, clip, reference, write_checkpoint
 from swapjax.data import tracks, video_io
 from swapjax.sample import cli
 
-README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+README = pathlib.Path(__file__).resolve().parents[2] / "README.md"
 CONFIGS = README.parent / "configs"
 
 

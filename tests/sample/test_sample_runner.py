@@ -21,7 +21,7 @@ from swapjax.entry import Outcome, Status
 from swapjax.sample import cli as sample_cli
 from swapjax.sample.jobs import Job
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
