@@ -5,7 +5,7 @@
         data_iter/  the grain iterator state, one file per process (`process_<i>-of-<n>.json`)
         config/     the run's config as JSON (for people and tools; the run itself reads its config file)
 
-What a run starts from, in this order (`Checkpoints.start`, used by the loop):
+What a run starts from, in this order (decided once per stage by `trainer.initial_state`):
 1. **resume**: WORKDIR has a complete checkpoint -> the latest one (state and data position); the run continues
    exactly where it stopped. Orbax writes each step under a temporary name and renames it when complete, so a
    crash mid-save (even `kill -9`) leaves the previous step as the latest one.
@@ -32,7 +32,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from swapjax.convert.checkpoint_io import check_shapes
-from swapjax.errors import CheckpointError
+from swapjax.errors import CheckpointError, foreign_message
 from swapjax.train.state import TrainState, path_name
 
 STATE, DATA, CONFIG = "state", "data_iter", "config"
@@ -89,19 +89,23 @@ class Checkpoints:
         """The state of `step` (default latest) placed with `shardings`; `data_iter` is set to its position."""
         step = self.latest_step() if step is None else step
         target = _abstract(state_dict(abstract), state_dict(shardings))
-        meta = self.manager.item_metadata(step)[STATE]
-        _check(meta, target, f"checkpoint step {step} in {str(self.directory)!r}")
+        where = f"checkpoint step {step} in {str(self.directory)!r}"
         args = {STATE: ocp.args.StandardRestore(target)}
         if data_iter is not None:
             args[DATA] = grain.checkpoint.CheckpointRestore(data_iter)
         try:
+            _check(self.manager.item_metadata(step)[STATE], target, where)
             restored = self.manager.restore(step, args=ocp.args.Composite(**args))
-        except ValueError as err:
-            if "does not exist" not in str(err):
+        except CheckpointError:
+            raise
+        except Exception as err:  # noqa: BLE001 - translated when recognised, re-raised as it is otherwise
+            if isinstance(err, ValueError) and "does not exist" in str(err):
+                raise CheckpointError(f"{where} has no data-iterator state for process {jax.process_index()} of "
+                                      f"{jax.process_count()}: resume with the process count that wrote it") from None
+            translated = _unreadable(where, err)
+            if translated is err:
                 raise
-            raise CheckpointError(f"checkpoint step {step} in {str(self.directory)!r} has no data-iterator state for "
-                                  f"process {jax.process_index()} of {jax.process_count()}: resume with the process "
-                                  "count that wrote it") from None
+            raise translated from None
         return TrainState(**restored[STATE])
 
     def wait(self) -> None:
@@ -111,32 +115,82 @@ class Checkpoints:
         self.manager.wait_until_finished()
         self.manager.close()
 
+    def __enter__(self) -> "Checkpoints":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _unreadable(where: str, err: Exception) -> Exception:
+    """A `CheckpointError` for a step whose files are cut short or corrupt (a metadata file that is not JSON, or
+    tensorstore's DATA_LOSS / OUT_OF_RANGE, which `errors.foreign_message` recognises); `err` itself otherwise."""
+    if not isinstance(err, json.JSONDecodeError) and foreign_message(err) is None:
+        return err
+    said = " ".join(str(err).split("See full TensorStore details")[0].split())[:200]
+    return CheckpointError(f"{where} cannot be read, it is truncated or corrupt ({type(err).__name__}: {said}): "
+                           "delete that step's folder to resume from the step before, or start a new workdir")
+
 
 # ------------------------------------------------------------------------------------------------ init-from
-def load_params(path: str | pathlib.Path, abstract_model: Any, model_shardings: Any) -> dict:
+DIT_KINDS = ("swap", "dit")  # converted models whose parameters a swap model starts from
+
+
+def _check_kind(path: pathlib.Path, field: str, kinds: tuple[str, ...]) -> None:
+    """A converted folder given as `field` must hold one of `kinds` (one line otherwise)."""
+    try:
+        kind = json.loads((path / "swapjax_config.json").read_text()).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return  # load_converted reports an unreadable file
+    if kind in kinds:
+        return
+    if kind == "vae":
+        raise CheckpointError(f"{field} = {str(path)!r} is a VAE checkpoint, not a swap/DiT checkpoint: point "
+                              f"{field} at a training workdir or a converted swap model (a VAE goes to "
+                              "train.vae_init)")
+    raise CheckpointError(f"{field} = {str(path)!r} holds a {kind!r} model, not one of {', '.join(kinds)}: point "
+                          f"{field} at a training workdir or a converted {kinds[0]} model")
+
+
+def _check_same_model(expected: dict, found: dict, what: str, field: str) -> None:
+    """One line when `found` shares no parameter name with `expected`: another model altogether (e.g. a VAE
+    stage's checkpoints), where listing every parameter would say nothing more."""
+    if expected and found and not set(expected) & set(found):
+        raise CheckpointError(f"{what} holds another model's parameters (none of the {len(expected)} parameters "
+                              f"of this model, e.g. {sorted(found)[0]!r}): point {field} at a checkpoint of this "
+                              "model (a swap/DiT training workdir for train.init_from, a VAE for train.vae_init)")
+
+
+def load_params(path: str | pathlib.Path, abstract_model: Any, model_shardings: Any, *,
+                field: str = "train.init_from", kinds: tuple[str, ...] = DIT_KINDS) -> dict:
     """Model parameters (an NNX pure dict placed with `model_shardings`) from `path`: a training workdir (its
-    latest checkpoint's `params/model`) or a converted model directory (`swapjax_config.json`)."""
+    latest checkpoint's `params/model`) or a converted model directory (`swapjax_config.json`) of one of
+    `kinds`. `field` names the setting in messages."""
     path = pathlib.Path(path)
     if (path / "swapjax_config.json").is_file():
         from swapjax.convert.saved import load_converted
 
+        _check_kind(path, field, kinds)
         mesh = jax.tree.leaves(model_shardings)[0].mesh
         _, _, state = load_converted(path, mesh=mesh)
         params = nnx.to_pure_dict(state)
-        check_shapes(_shapes(abstract_model), _shapes(params), what=f"converted model {str(path)!r} (train.init_from)")
+        check_shapes(_shapes(abstract_model), _shapes(params), what=f"converted model {str(path)!r} ({field})")
         return jax.tree.map(lambda x, s: jax.device_put(x, s), params, model_shardings)
     directory = path / "checkpoints" if (path / "checkpoints").is_dir() else path
     manager = ocp.CheckpointManager(directory.absolute(), item_handlers={STATE: ocp.PyTreeCheckpointHandler()},
                                     options=ocp.CheckpointManagerOptions(read_only=True, create=False))
-    step = manager.latest_step()
-    if step is None:
-        raise CheckpointError(f"train.init_from = {str(path)!r} holds no complete checkpoint and no "
-                              "swapjax_config.json: pass a training workdir or a converted model directory")
-    target = {"params": {"model": _abstract(abstract_model, model_shardings)}}
-    meta = manager.item_metadata(step)[STATE]
-    _check({"params": {"model": meta["params"]["model"]}}, target,
-           f"train.init_from checkpoint step {step} in {str(directory)!r}")
-    restored = manager.restore(step, args=ocp.args.Composite(**{STATE: ocp.args.PyTreeRestore(
-        target, restore_args=ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True)}))
-    manager.close()
+    try:
+        step = manager.latest_step()
+        if step is None:
+            raise CheckpointError(f"{field} = {str(path)!r} holds no complete checkpoint and no "
+                                  "swapjax_config.json: pass a training workdir or a converted model directory")
+        target = {"params": {"model": _abstract(abstract_model, model_shardings)}}
+        meta = manager.item_metadata(step)[STATE]
+        what = f"{field} checkpoint step {step} in {str(directory)!r}"
+        _check_same_model(_shapes(abstract_model), _shapes(meta["params"]["model"]), what, field)
+        _check({"params": {"model": meta["params"]["model"]}}, target, what)
+        restored = manager.restore(step, args=ocp.args.Composite(**{STATE: ocp.args.PyTreeRestore(
+            target, restore_args=ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True)}))
+    finally:
+        manager.close()
     return restored[STATE]["params"]["model"]

@@ -5,8 +5,9 @@
 3. The mesh comes from `config.mesh`; the run happens inside `jax.set_mesh(mesh)` so the model's activation
    constraints apply.
 4. VAE stage (when `train.vae_steps > 0`, `vae_stage.py`), or the VAE the DiT encodes with is loaded.
-5. DiT stage: the state starts from resume -> init-from -> scratch (`checkpoint.py`), the step loop runs
-   (`run_steps.py`), and a finished run writes the inference export (EMA, `train.export_dtype`) to
+5. DiT stage: a `trainer.Stage` spec (`dit_stage`) that the one trainer runs: the state starts from resume ->
+   init-from -> scratch (`trainer.initial_state`, `checkpoint.py`), the step loop runs with its hooks
+   (`trainer.py`, `hooks.py`), and a finished run writes the inference export (EMA, `train.export_dtype`) to
    `WORKDIR/export` and the diffusers-layout backbone to `WORKDIR/diffusers`. Batches come from the pixel
    pipeline through the VAE encoder, or from `train.latent_cache` (`latent_cache.py`, no encoder in the loop).
    Loss terms that decode x̂0 get the VAE and the image encoder as the step's `frozen` argument
@@ -22,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import pathlib
+import tempfile
 from typing import Callable, NamedTuple
 
 import jax
@@ -29,6 +31,7 @@ import optax
 from flax import nnx
 
 from swapjax.config import Config
+from swapjax.entry import Outcome, Status
 from swapjax.errors import ConfigError, require
 from swapjax.losses import LossConfig
 from swapjax.models.fused_inputs import anchor_index
@@ -38,7 +41,7 @@ from swapjax.models.image_encoder import IMAGE_ENCODERS
 from swapjax.models.swap import SwapDiT, abstract_swap
 from swapjax.parallel import LOGICAL_AXIS_RULES, make_mesh, state_shardings
 from swapjax.train.data import ENCODING_KEYS, EncodedBatches, ShardedBatches
-from swapjax.train.checkpoint import Checkpoints, load_params
+from swapjax.train.checkpoint import load_params
 from swapjax.train.export import export_diffusers, export_inference, inference_params
 from swapjax.train.hosts import initialize_distributed
 from swapjax.train.lora import init_lora, lora_shardings
@@ -46,12 +49,12 @@ from swapjax.train.latent_cache import CacheIndex, cache_iterator_factory, vae_f
 from swapjax.train.objective import swap_objective
 from swapjax.train.pixel_terms import FrozenModels, check_pixel_terms, decodes, load_image_encoder, pixel_keys
 from swapjax.train.prepare import LATENT_KEYS, PIXEL_KEYS, PrepareConfig, assemble_batch, encode_batch
-from swapjax.train.run_steps import Outcome, log, run_steps
-from swapjax.train.state import (StatePlan, count, make_optimizer, new_state, plan_state, replicated, select,
-                                 trainable_labels)
+from swapjax.train.state import (StatePlan, TrainState, count, make_optimizer, new_state, plan_state, replicated,
+                                 select, trainable_labels)
 from swapjax.train.step import make_train_step
-from swapjax.train.vae_stage import load_vae, run_vae_stage
-from swapjax.train.writers import MetricsWriter
+from swapjax.train.trainer import Feed, InitFrom, Stage, run_stage
+from swapjax.train.vae_stage import VAE, load_vae, run_vae_stage
+from swapjax.train.writers import log
 
 
 def loss_config(config: Config) -> LossConfig:
@@ -137,9 +140,10 @@ def validate(config: Config, workdir: pathlib.Path) -> None:
             f"DataConfig.tfds_dir = {data.tfds_dir!r} is not a folder: build one with python -m swapjax.data.build")
     try:
         workdir.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=workdir).close()  # writable by this user (a read-only existing folder too)
     except OSError as err:
-        raise ConfigError(f"workdir {str(workdir)!r} cannot be created ({err.strerror}): pass a writable folder") \
-            from None
+        raise ConfigError(f"workdir {str(workdir)!r} cannot be created or written ({err.strerror}): pass a "
+                          "writable folder") from None
 
 
 def prepare_config(config: Config) -> PrepareConfig:
@@ -239,86 +243,96 @@ def build_dit(config: Config, mesh: jax.sharding.Mesh, frozen_models: FrozenMode
                     with_adapters)
 
 
-def dit_stage(config: Config, workdir: pathlib.Path, mesh: jax.sharding.Mesh, vae_graphdef: nnx.GraphDef,
-              vae_params: dict, vae_cfg) -> Outcome:
-    """The swap DiT stage (module docstring, step 5)."""
-    train, loss = config.train, loss_config(config)
-    frozen_models, frozen = None, None
-    if decodes(loss):  # the decoder and the image encoder run inside the step (pixel_terms.py)
-        encoder_graphdef, encoder_params = load_image_encoder(loss, replicated(mesh))
-        frozen_models = FrozenModels(vae_graphdef, vae_cfg, encoder_graphdef)
-        frozen = {"vae": vae_params, "encoder": encoder_params}
-    setup = build_dit(config, mesh, frozen_models)
-    plan, labels, tx = setup.plan, setup.labels, setup.tx
-    ema = config.optimizer.ema_decay > 0
-    log(f"dit stage {train.stage}: {count(plan.abstract.params):,} parameters, "
-        f"{count(select(plan.abstract.params, labels)):,} trained; optimizer state "
-        f"{count(plan.abstract.opt_state):,} scalars")
+def _frozen(config: Config, mesh: jax.sharding.Mesh, vae: VAE) -> tuple[FrozenModels | None, dict | None]:
+    """The models a loss term decoding x̂0 runs inside the step (`pixel_terms.py`) and their parameters, the
+    step's `frozen` argument; (None, None) when no term decodes (the step then holds no VAE at all)."""
+    if not decodes(loss_config(config)):
+        return None, None
+    encoder_graphdef, encoder_params = load_image_encoder(loss_config(config), replicated(mesh))
+    return FrozenModels(vae.graphdef, vae.cfg, encoder_graphdef), {"vae": vae.params, "encoder": encoder_params}
 
-    checkpoints = Checkpoints(workdir / "checkpoints", keep=train.keep_checkpoints)
+
+def dit_feed(config: Config, mesh: jax.sharding.Mesh, vae: VAE) -> tuple[Feed, tuple[str, ...]]:
+    """The DiT stage's batches: the pixel pipeline (encoded by `vae` in preparation) or `train.latent_cache`,
+    plus the records' encodings when `train.encodings` names them; and the lines that say so."""
+    train, notes = config.train, ()
     if train.latent_cache is not None:
         cache = CacheIndex.read(train.latent_cache)
-        require(cache.vae_fingerprint == vae_fingerprint(vae_params),
+        require(cache.vae_fingerprint == vae_fingerprint(vae.params),
                 f"latent cache {train.latent_cache!r} was encoded by another VAE than the one this run loads "
                 "(WORKDIR/vae, else train.vae_init, else the seed's random VAE): rebuild it with --vae naming that "
                 "VAE, or unset train.latent_cache")
-        data_keys = cache_keys(config)
+        keys = cache_keys(config)
         data = ShardedBatches(config.data, config.seed, train.data_shards,
-                              make=cache_iterator_factory(cache.folder, data_keys))
-        log(f"dit stage: reading latents from {cache.folder} ({cache.draws} draw(s) of {cache.records} records); "
-            "the VAE encoder does not run")
+                              make=cache_iterator_factory(cache.folder, keys))
+        notes += (f"dit stage: reading latents from {cache.folder} ({cache.draws} draw(s) of {cache.records} "
+                  "records); the VAE encoder does not run",)
     else:
-        data_keys = PIXEL_KEYS
-        data = ShardedBatches(config.data, config.seed, train.data_shards)
+        keys, data = PIXEL_KEYS, ShardedBatches(config.data, config.seed, train.data_shards)
     if train.encodings is not None:  # the records' text (and, for I2V-based models, image) encodings
-        data, data_keys = EncodedBatches(data, train.encodings, train.text_len), data_keys + ENCODING_KEYS
+        data, keys = EncodedBatches(data, train.encodings, train.text_len), keys + ENCODING_KEYS
     elif config.dit.is_i2v:
-        log("dit stage: an I2V-based model trained without train.encodings reads the null image tokens; sample it "
-            "without the pipeline's image tokens, or build encodings (python -m swapjax.data.encode) to train with them")
-    if checkpoints.latest_step() is not None:
-        state = checkpoints.restore(plan.abstract, plan.shardings, data)
-        log(f"dit stage: resumed from step {int(jax.device_get(state.step))} in {checkpoints.directory}")
-    elif train.init_from is not None:
-        model = load_params(train.init_from, setup.abstract_model, setup.model_shardings)
-        key = jax.random.split(jax.random.key(config.seed))
+        notes += ("dit stage: an I2V-based model trained without train.encodings reads the null image tokens; "
+                  "sample it without the pipeline's image tokens, or build encodings (python -m swapjax.data.encode) "
+                  "to train with them",)
+    prepare, args = batch_preparation(config, vae.graphdef, vae.cfg, vae.params, mesh)
+    return Feed(data, keys, prepare, args), notes
 
-        def build(model, seed_key):
-            k_params, k_run = jax.random.split(seed_key)
-            return new_state(setup.with_adapters(model, jax.random.split(k_params)[1]), tx, labels,
-                             jax.random.key_data(k_run), ema=ema)
 
-        state = jax.jit(build, out_shardings=plan.shardings)(model, key[0])
-        log(f"dit stage: parameters from {train.init_from}; optimizer, EMA and data start fresh")
-    else:
-        state = plan.create(config.seed)
+def dit_init_from(config: Config, setup: DiTSetup) -> InitFrom | None:
+    """`train.init_from`'s model parameters (a workdir or a converted model) under a fresh optimizer, EMA and
+    data position; None without one."""
+    path = config.train.init_from
+    if path is None:
+        return None
 
-    prepare, prepare_args = batch_preparation(config, vae_graphdef, vae_cfg, vae_params, mesh)
+    def build(model: dict, seed_key: jax.Array) -> TrainState:
+        k_params, k_run = jax.random.split(seed_key)
+        return new_state(setup.with_adapters(model, jax.random.split(k_params)[1]), setup.tx, setup.labels,
+                         jax.random.key_data(k_run), ema=config.optimizer.ema_decay > 0)
 
-    writer = MetricsWriter(workdir, enabled=jax.process_index() == 0)
-    try:
-        state, outcome = run_steps(name=f"dit stage {train.stage}", state=state, shardings=plan.shardings,
-                                   step_fn=setup.step, data_iter=data, data_keys=data_keys, mesh=mesh,
-                                   prepare_fn=prepare, prepare_args=prepare_args,
-                                   checkpoints=checkpoints, config=config, total=train.steps,
-                                   checkpoint_every=train.checkpoint_every, log_every=train.log_every,
-                                   max_nonfinite=train.max_nonfinite_steps, writer=writer, frozen=frozen,
-                                   progress=train.progress)
-    finally:
-        writer.close()
-        checkpoints.close()
-    log(outcome.message)
-    if outcome.status == "done":
-        params = inference_params(state, setup.lora_scale)
-        export = workdir / "export"
-        if not export.exists():
-            export_diffusers(workdir / "diffusers", params, config.dit)
-            if jax.process_count() == 1:
-                export_inference(export, params, config.dit, config.swap, train.export_dtype)
-                log(f"dit stage: wrote the inference export {export} and the diffusers export {workdir / 'diffusers'}")
-            else:  # the converted format's writer is single-process; the checkpoint holds the EMA weights
-                log(f"dit stage: wrote the diffusers export {workdir / 'diffusers'}; the inference export is written by "
-                    "single-process runs (the latest checkpoint holds the same EMA weights)")
-    return outcome
+    def start() -> TrainState:
+        model = load_params(path, setup.abstract_model, setup.model_shardings)
+        key = jax.random.split(jax.random.key(config.seed))[0]
+        return jax.jit(build, out_shardings=setup.plan.shardings)(model, key)
+
+    return InitFrom(start, f"parameters from {path}; optimizer, EMA and data start fresh")
+
+
+def dit_export(config: Config, workdir: pathlib.Path, lora_scale: float) -> Callable[[TrainState], None]:
+    """What a finished DiT stage writes (once): the inference export (EMA, `train.export_dtype`) to
+    `WORKDIR/export` and the diffusers-layout backbone to `WORKDIR/diffusers`."""
+    export, diffusers = workdir / "export", workdir / "diffusers"
+
+    def write(state: TrainState) -> None:
+        if export.exists():
+            return
+        params = inference_params(state, lora_scale)
+        export_diffusers(diffusers, params, config.dit)
+        if jax.process_count() == 1:
+            export_inference(export, params, config.dit, config.swap, config.train.export_dtype)
+            log(f"dit stage: wrote the inference export {export} and the diffusers export {diffusers}")
+        else:  # the converted format's writer is single-process; the checkpoint holds the EMA weights
+            log(f"dit stage: wrote the diffusers export {diffusers}; the inference export is written by "
+                "single-process runs (the latest checkpoint holds the same EMA weights)")
+
+    return write
+
+
+def dit_stage(config: Config, workdir: pathlib.Path, mesh: jax.sharding.Mesh, vae: VAE,
+              about: tuple[str, ...] = ()) -> Outcome:
+    """The swap DiT stage (module docstring, step 5) as a `Stage` for the trainer; `about`: lines to log first."""
+    frozen_models, frozen = _frozen(config, mesh, vae)
+    setup = build_dit(config, mesh, frozen_models)
+    plan, name = setup.plan, f"dit stage {config.train.stage}"
+    feed, notes = dit_feed(config, mesh, vae)
+    trained = count(select(plan.abstract.params, setup.labels))
+    about = (*about, f"{name}: {count(plan.abstract.params):,} parameters, {trained:,} trained; optimizer state "
+             f"{count(plan.abstract.opt_state):,} scalars", *notes)
+    stage = Stage(name=name, plan=plan, step=setup.step, feed=feed, total=config.train.steps, about=about,
+                  checkpoints=workdir / "checkpoints", workdir=workdir, init_from=dit_init_from(config, setup),
+                  frozen=frozen, export=dit_export(config, workdir, setup.lora_scale))
+    return run_stage(stage, config, mesh)[1]
 
 
 def train(config: Config, workdir: str | pathlib.Path) -> Outcome:
@@ -328,12 +342,11 @@ def train(config: Config, workdir: str | pathlib.Path) -> Outcome:
     config = with_condition_data(config)
     validate(config, workdir)
     mesh = make_mesh(config.mesh)
-    log(f"{config.name}: {jax.process_count()} process(es), {jax.device_count()} device(s), mesh "
-        f"{dict(mesh.shape)}, workdir {workdir}")
+    about = (f"{config.name}: {jax.process_count()} process(es), {jax.device_count()} device(s), mesh "
+             f"{dict(mesh.shape)}, workdir {workdir}",)  # logged by the first stage, once it has started
     with jax.set_mesh(mesh), nnx.logical_axis_rules(LOGICAL_AXIS_RULES):  # abstract models resolve their axes
         if config.train.vae_steps > 0:
-            outcome = run_vae_stage(config, workdir, mesh)
-            if outcome.status != "done":
+            outcome, about = run_vae_stage(config, workdir, mesh, about), ()
+            if outcome.status != Status.DONE:
                 return outcome
-        vae_graphdef, vae_params, vae_cfg = load_vae(config, workdir, mesh)
-        return dit_stage(config, workdir, mesh, vae_graphdef, vae_params, vae_cfg)
+        return dit_stage(config, workdir, mesh, load_vae(config, workdir, mesh), about)

@@ -25,18 +25,20 @@ from flax import traverse_util
 from swapjax.train.config import OptimizerConfig
 
 TRAIN, FROZEN = "train", "frozen"
+Leaf = Any  # a jax.Array, or its ShapeDtypeStruct or Sharding where the pytree describes a state
 NEVER = 2**31 - 1  # apply_if_finite's max_consecutive_errors: a non-finite update is never applied
 
 
 @flax.struct.dataclass
 class TrainState:
-    """Everything that changes during training (see module docstring)."""
+    """Everything that changes during training (see module docstring). The same pytree also carries the state's
+    abstract values (`jax.ShapeDtypeStruct`s) and its shardings, so the leaves are annotated `Leaf`."""
 
-    step: jax.Array  # int32 scalar: optimizer steps taken (= global batches consumed)
+    step: Leaf  # int32 scalar: optimizer steps taken (= global batches consumed)
     params: dict
     opt_state: Any
     ema: dict  # the trained leaves of `params`, averaged; {} when the EMA is off
-    rng: jax.Array  # uint32 key data; per-step keys are fold_in(rng, step)
+    rng: Leaf  # uint32 key data; per-step keys are fold_in(rng, step)
 
 
 # ------------------------------------------------------------------------------------------------- paths

@@ -2,9 +2,9 @@
 a run without pretrained weights can then train the swap DiT on its latents.
 
 Objective per clip: `mean |decode(z) - video|` (L1 reconstruction, `z` drawn from the posterior) plus
-`vae_kl_weight · KL(q(z | video) || N(0, 1))` (mean over latent elements). The loop, checkpoints and resume
-are the DiT stage's (`run_steps`), in `WORKDIR/vae_stage/`. When the stage completes, the latents of
-`vae_stat_batches` batches give per-channel `latents_mean` / `latents_std` (a VAE trained from scratch does
+`vae_kl_weight · KL(q(z | video) || N(0, 1))` (mean over latent elements). The stage is a `trainer.Stage` spec
+run by the one trainer, like the DiT stage (same hooks, checkpoints and resume), in `WORKDIR/vae_stage/`. When
+the stage completes, the latents of `vae_stat_batches` batches give per-channel `latents_mean` / `latents_std` (a VAE trained from scratch does
 not have Wan's), and the EMA weights with that config are written to `WORKDIR/vae` in the converted-model
 format; a later run (or stage) finds them there and skips the stage.
 
@@ -17,27 +17,29 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-from typing import Any
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import nnx
 
 from swapjax.config import Config
+from swapjax.entry import Outcome, Status
 from swapjax.errors import ConfigError
 from swapjax.convert.saved import load_converted, save_converted
 from swapjax.models.vae import WanVAE, abstract_vae, sample_latent
 from swapjax.models.vae_config import VAEConfig, fixed_differences
 from swapjax.parallel import state_shardings
 from swapjax.train.data import ShardedBatches
-from swapjax.train.checkpoint import Checkpoints, load_params
+from swapjax.train.checkpoint import load_params
 from swapjax.train.export import to_host
 from swapjax.train.hosts import global_batch
-from swapjax.train.run_steps import Outcome, log, run_steps
-from swapjax.train.state import make_optimizer, new_state, overlay, plan_state, trainable_labels
+from swapjax.train.state import StatePlan, TrainState, make_optimizer, new_state, overlay, plan_state, trainable_labels
 from swapjax.train.step import make_train_step
-from swapjax.train.writers import MetricsWriter
+from swapjax.train.trainer import Feed, InitFrom, Stage, run_stage
+from swapjax.train.writers import log
 
 VAE_DIR = "vae"
 
@@ -80,8 +82,15 @@ def _loaded_config(config: Config, path: str | pathlib.Path, found: VAEConfig) -
     return found
 
 
-def load_vae(config: Config, workdir: pathlib.Path, mesh: jax.sharding.Mesh
-             ) -> tuple[nnx.GraphDef, dict, VAEConfig]:
+class VAE(NamedTuple):
+    """The VAE the DiT stage encodes with (and decodes with, for pixel loss terms)."""
+
+    graphdef: nnx.GraphDef
+    params: dict
+    cfg: VAEConfig
+
+
+def load_vae(config: Config, workdir: pathlib.Path, mesh: jax.sharding.Mesh) -> VAE:
     """The VAE the DiT stage encodes with: `WORKDIR/vae` (this run's VAE stage), else `train.vae_init`, else
     a random one from the config's seed (fine for tests; real runs train or load one)."""
     for path in (workdir / VAE_DIR, config.train.vae_init):
@@ -89,70 +98,74 @@ def load_vae(config: Config, workdir: pathlib.Path, mesh: jax.sharding.Mesh
             _, cfg, state = load_converted(path, mesh=mesh)
             cfg = _loaded_config(config, path, cfg)
             graphdef, _ = abstract_vae(cfg)
-            return graphdef, nnx.to_pure_dict(state), cfg
+            return VAE(graphdef, nnx.to_pure_dict(state), cfg)
     graphdef, abstract = abstract_vae(config.vae)
     shardings = nnx.to_pure_dict(state_shardings(abstract, mesh))
     init = lambda key: nnx.to_pure_dict(nnx.split(WanVAE(config.vae, rngs=nnx.Rngs(params=key)))[1])
     # The "rbg" generator compiles the VAE's ~100 initializers ~5x faster than threefry on CPU; the VAE's
     # parameters are replicated under the rules table, so its values do not depend on the mesh.
     key = jax.random.key(config.seed + 1, impl="rbg")
-    return graphdef, jax.jit(init, out_shardings=shardings)(key), config.vae
+    return VAE(graphdef, jax.jit(init, out_shardings=shardings)(key), config.vae)
 
 
-def run_vae_stage(config: Config, workdir: pathlib.Path, mesh: jax.sharding.Mesh) -> Outcome:
-    """Trains the VAE for `train.vae_steps` steps (resuming if interrupted) and writes `WORKDIR/vae`."""
-    out = workdir / VAE_DIR
+def vae_init_from(config: Config, plan: StatePlan, tx: optax.GradientTransformation, labels: dict,
+                  abstract: nnx.State, model_sh: dict) -> InitFrom | None:
+    """Fine-tuning `train.vae_init`: its parameters under a fresh optimizer, EMA and data position."""
+    path = config.train.vae_init
+    if path is None:
+        return None
+
+    def start() -> TrainState:
+        model = load_params(path, nnx.to_pure_dict(abstract), model_sh, field="train.vae_init", kinds=("vae",))
+        rng = jax.random.key_data(jax.random.split(jax.random.key(config.seed))[1])
+        fresh = lambda p, r: new_state({"model": p}, tx, labels, r, ema=config.optimizer.ema_decay > 0)
+        return jax.jit(fresh, out_shardings=plan.shardings)(model, rng)
+
+    return InitFrom(start, f"fine-tuning {path}")
+
+
+def vae_export(config: Config, out: pathlib.Path, cfg: VAEConfig, data: ShardedBatches,
+               mesh: jax.sharding.Mesh) -> Callable[[TrainState], None]:
+    """What a finished VAE stage writes: its EMA weights with the latent statistics of `train.vae_stat_batches`
+    batches, to `WORKDIR/vae` in the converted-model format."""
+    batches = config.train.vae_stat_batches
+
+    def write(state: TrainState) -> None:
+        params = overlay(state.params, state.ema)["model"] if state.ema else state.params["model"]
+        mean, std = latent_stats(abstract_vae(cfg)[0], params,
+                                 [global_batch(next(data), mesh, ("video",)) for _ in range(batches)])
+        stats = dataclasses.replace(cfg, latents_mean=mean, latents_std=std)
+        nnx_state = abstract_vae(stats)[1]
+        nnx.replace_by_pure_dict(nnx_state, to_host(params))
+        save_converted(out, "vae", stats, nnx_state, source="swapjax.train VAE stage (EMA)")
+        log(f"vae stage: wrote {out} (latents_mean/std from {batches} batches)")
+
+    return write
+
+
+def run_vae_stage(config: Config, workdir: pathlib.Path, mesh: jax.sharding.Mesh,
+                  about: tuple[str, ...] = ()) -> Outcome:
+    """Trains the VAE for `train.vae_steps` steps (resuming if interrupted) and writes `WORKDIR/vae`; `about`:
+    lines to log first."""
+    out, train = workdir / VAE_DIR, config.train
     if (out / "swapjax_config.json").is_file():
-        log(f"vae stage: {out} exists, skipping the stage")
-        return Outcome("done", config.train.vae_steps)
-    train = config.train
-    cfg = config.vae
-    if train.vae_init is not None:
-        cfg = _loaded_config(config, train.vae_init, load_converted(train.vae_init)[1])
+        for line in (*about, f"vae stage: {out} exists, skipping the stage"):
+            log(line)
+        return Outcome(Status.DONE, step=train.vae_steps)
+    cfg = config.vae if train.vae_init is None else _loaded_config(config, train.vae_init,
+                                                                   load_converted(train.vae_init)[1])
     graphdef, abstract = abstract_vae(cfg)
     model_sh = nnx.to_pure_dict(state_shardings(abstract, mesh))
-    param_sh = {"model": model_sh}
     labels = trainable_labels({"model": nnx.to_pure_dict(abstract)}, "all")
     tx = make_optimizer(config.optimizer, train.vae_steps, labels, lr=train.vae_lr)
-    ema = config.optimizer.ema_decay > 0
-    checkpoints = Checkpoints(workdir / "vae_stage" / "checkpoints", keep=train.keep_checkpoints)
-    data = ShardedBatches(config.data, config.seed, config.train.data_shards)
     init = lambda key: {"model": nnx.to_pure_dict(nnx.split(WanVAE(cfg, rngs=nnx.Rngs(params=key)))[1])}
-    plan = plan_state(init, tx, labels, param_sh, mesh, ema=ema, key_impl="rbg")  # replicated: see load_vae
-    shardings = plan.shardings
-    if checkpoints.latest_step() is not None:
-        state = checkpoints.restore(plan.abstract, shardings, data)
-        log(f"vae stage: resumed from step {int(state.step)} in {checkpoints.directory}")
-    elif train.vae_init is not None:
-        model = load_params(train.vae_init, nnx.to_pure_dict(abstract), model_sh)
-        rng = jax.random.key_data(jax.random.split(jax.random.key(config.seed))[1])
-        state = jax.jit(lambda p, r: new_state({"model": p}, tx, labels, r, ema=ema), out_shardings=shardings)(
-            model, rng)
-        log(f"vae stage: fine-tuning {train.vae_init}")
-    else:
-        state = plan.create(config.seed)
-    writer = MetricsWriter(workdir, enabled=jax.process_index() == 0, prefix="vae_")
+    plan = plan_state(init, tx, labels, {"model": model_sh}, mesh, ema=config.optimizer.ema_decay > 0,
+                      key_impl="rbg")  # replicated: see load_vae
+    data = ShardedBatches(config.data, config.seed, train.data_shards)
     step = make_train_step(vae_objective(graphdef, train.vae_kl_weight), tx, labels,
                            ema_decay=config.optimizer.ema_decay)
-    try:
-        state, outcome = run_steps(name="vae", state=state, shardings=shardings, step_fn=step,
-                                   prepare_fn=_pixels_only, prepare_args=None, data_iter=data, data_keys=("video",),
-                                   mesh=mesh, checkpoints=checkpoints, config=config, total=train.vae_steps,
-                                   checkpoint_every=train.checkpoint_every, log_every=train.log_every,
-                                   max_nonfinite=train.max_nonfinite_steps, writer=writer, progress=train.progress)
-    finally:
-        writer.close()
-    log(outcome.message)
-    if outcome.status != "done":
-        checkpoints.close()
-        return outcome
-    params = overlay(state.params, state.ema)["model"] if state.ema else state.params["model"]
-    batches = [global_batch(next(data), mesh, ("video",)) for _ in range(train.vae_stat_batches)]
-    mean, std = latent_stats(graphdef, params, batches)
-    cfg = dataclasses.replace(cfg, latents_mean=mean, latents_std=std)
-    nnx_state = abstract_vae(cfg)[1]
-    nnx.replace_by_pure_dict(nnx_state, to_host(params))
-    save_converted(out, "vae", cfg, nnx_state, source="swapjax.train VAE stage (EMA)")
-    checkpoints.close()
-    log(f"vae stage: wrote {out} (latents_mean/std from {train.vae_stat_batches} batches)")
-    return outcome
+    stage = Stage(name="vae stage", plan=plan, step=step, feed=Feed(data, ("video",), _pixels_only),
+                  total=train.vae_steps, about=about, checkpoints=workdir / "vae_stage" / "checkpoints",
+                  workdir=workdir, prefix="vae_", init_from=vae_init_from(config, plan, tx, labels, abstract, model_sh),
+                  export=vae_export(config, out, cfg, data, mesh))
+    return run_stage(stage, config, mesh)[1]

@@ -1,5 +1,5 @@
-"""Where training metrics go: one JSON line per logged step and TensorBoard event files (tensorboardX, no
-TensorFlow needed), written by process 0 only.
+"""Where training output goes: one JSON line per logged step and TensorBoard event files (tensorboardX, no
+TensorFlow needed), written by process 0 only; `log` prints a line to stderr from process 0.
 
 `WORKDIR/metrics.jsonl` is appended to across restarts: a resumed run repeats the steps after its checkpoint,
 so a step may appear more than once and the last line for a step is the one that counts. A line cut short by a
@@ -11,7 +11,16 @@ from __future__ import annotations
 import json
 import math
 import pathlib
+import sys
 from typing import Any, Mapping
+
+import jax
+
+
+def log(message: str) -> None:
+    """One line to stderr from process 0."""
+    if jax.process_index() == 0:
+        print(message, file=sys.stderr, flush=True)
 
 
 def _number(value: Any) -> Any:
@@ -58,6 +67,12 @@ class MetricsWriter:
         for key, value in record.items():
             if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
                 self.tb.add_scalar(key, value, step)
+
+    def __enter__(self) -> "MetricsWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def close(self) -> None:
         if self.enabled:
