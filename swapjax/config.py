@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import tyro
 
-from swapjax.errors import ConfigError, require
+from swapjax.errors import ConfigError, SwapjaxError, require
 from swapjax.data.config import DataConfig, StageFromTrain
 from swapjax.models.dit_config import DiTConfig
 from swapjax.models.swap_config import Conditions, SwapConfig, validate_swap
@@ -77,10 +77,20 @@ class Config:
 
 
 def load_config(path: str | pathlib.Path, overrides: Sequence[str] = ()) -> Config:
-    """Imports a `configs/*.py` file, calls its `get_config()` and applies `overrides` (`key=value` strings)."""
-    config = call_factory(path, "get_config", Config, label="config file",
-                          missing_hint="pass a path such as configs/tiny.py",
-                          syntax_hint=": fix it, or pass a configs/*.py file")
+    """Imports a `configs/*.py` file, calls its `get_config()` and applies `overrides` (`key=value` strings).
+
+    Any error the file raises while it is imported or while `get_config()` runs becomes one `ConfigError`
+    naming the file and the error (a `ConfigError` it raises, e.g. from a section's checks, is kept as it is)."""
+    try:
+        config = call_factory(path, "get_config", Config, label="config file",
+                              missing_hint="pass a path such as configs/tiny.py",
+                              syntax_hint=": fix it, or pass a configs/*.py file")
+    except SwapjaxError:
+        raise
+    except Exception as err:  # the user's code: say what it raised in one line, the traceback is theirs to get
+        said = " ".join(str(err).split())[:300]
+        raise ConfigError(f"config file {str(path)!r} raised {type(err).__name__}"
+                          f"{': ' + said if said else ''} while building its Config: fix it") from None
     return apply_overrides(config, overrides)
 
 
@@ -230,3 +240,4 @@ def _tokens(hint: Any, value: str) -> list[str]:
 
 def _type_name(hint: Any) -> str:
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+

@@ -1,4 +1,4 @@
-"""The offline latent cache: `python -m swapjax.train.cache` writes it; its batches equal the pixel pipeline's
+"""The offline latent cache: `python -m swapjax.train.cache_cli` writes it; its batches equal the pixel pipeline's
 batches encoded by `encode_batch`, in the same order; `train.py` trains from it without the VAE encoder, and the
 cache iterator's position is what a checkpoint restores."""
 
@@ -35,7 +35,7 @@ DRAWS = 2
 def cache_dir(tmp_path_factory, compile_cache):  # noqa: F811
     """A cache of the tiny training config written by the command line (2 draws, pixels included)."""
     out = tmp_path_factory.mktemp("cache") / "latents"
-    cmd = [PYTHON, "-m", "swapjax.train.cache", "--config", str(CONFIG), "--out", str(out), "--draws", str(DRAWS),
+    cmd = [PYTHON, "-m", "swapjax.train.cache_cli", "--config", str(CONFIG), "--out", str(out), "--draws", str(DRAWS),
            "--pixels", "--set", *DATA]
     done = subprocess.run(cmd, env=subprocess_env(compile_cache), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -107,6 +107,6 @@ def test_a_cache_for_other_data_or_without_the_pixels_a_term_reads_is_refused(ca
         index.check(tiny_config(*DATA, "data.height=64").data, LATENT_KEYS)
     with pytest.raises(ConfigError, match=r"holds no condition_latents .* rebuild it with --pixels"):
         index.check(tiny_config(*DATA).data, LATENT_KEYS + ("condition_latents",))
-    bad = subprocess.run([PYTHON, "-m", "swapjax.train.cache", "--config", str(CONFIG), "--out", str(cache_dir)],
+    bad = subprocess.run([PYTHON, "-m", "swapjax.train.cache_cli", "--config", str(CONFIG), "--out", str(cache_dir)],
                          env=subprocess_env(compile_cache), cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "already exists" in bad.stderr.strip().splitlines()[-1]

@@ -115,7 +115,7 @@ def compile_cache() -> pathlib.Path:
 
 def train_command(workdir: pathlib.Path, *overrides: str, config: pathlib.Path = CONFIG) -> list[str]:
     return [PYTHON, str(ROOT / "train.py"), "--config", str(config), "--workdir", str(workdir),
-            "--set", *overrides]
+            *(("--set", *overrides) if overrides else ())]
 
 
 def run_train(workdir: pathlib.Path, cache: pathlib.Path, *overrides: str, timeout: float = 300,

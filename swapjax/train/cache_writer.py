@@ -44,7 +44,7 @@ def write_cache(config: Config, out: pathlib.Path, *, draws: int, pixels: bool, 
     require(config.swap is not None, f"config {config.name!r} has no swap model (Config.swap is None): the cache "
             "holds the swap model's inputs; start from configs/swap_tiny.py")
     require(draws >= 1, f"--draws ({draws}) must be >= 1 (examples cached per record)")
-    require(jax.process_count() == 1, "python -m swapjax.train.cache runs in one process: start it on one host")
+    require(jax.process_count() == 1, "python -m swapjax.train.cache_cli runs in one process: start it on one host")
     vae_init = config.train.vae_init
     require(vae_init is None or (pathlib.Path(vae_init) / "swapjax_config.json").is_file(),
             f"the VAE {vae_init!r} (--vae or train.vae_init) is not a converted VAE folder: pass one written by "

@@ -81,7 +81,7 @@ class TrainConfig:
     # a folder of per-record text / image encodings (python -m swapjax.data.encode) fed as the context and, for
     # I2V-based models, the reference's image tokens; None = the null text and no image tokens
     encodings: str | None = None
-    # a latent cache folder (python -m swapjax.train.cache; format in swapjax/train/latent_cache.py): no VAE encoder
+    # a latent cache folder (python -m swapjax.train.cache_cli; format in swapjax/train/latent_cache.py): no VAE encoder
     latent_cache: str | None = None
     export_dtype: str = "bfloat16"  # parameter dtype of the inference export
     progress: bool = True  # tqdm progress bar (process 0)

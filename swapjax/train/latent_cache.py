@@ -1,5 +1,5 @@
 """The offline latent cache: `prepare.encode_batch` run once per training example, so the loop never runs the
-VAE encoder (written by `python -m swapjax.train.cache`, read with `train.latent_cache=DIR`).
+VAE encoder (written by `python -m swapjax.train.cache_cli`, read with `train.latent_cache=DIR`).
 
 What is cached. A training example is random per epoch (frame window, crop, training mask, reference crop; all
 drawn from `default_rng([seed, epoch, record])` in `data/pipeline.py`), so one clip's latents alone would freeze
@@ -115,11 +115,11 @@ class CacheIndex:
         path = folder / INDEX_FILE
         if not path.is_file():
             raise ConfigError(f"train.latent_cache = {str(folder)!r} holds no {INDEX_FILE}: write one with "
-                              "python -m swapjax.train.cache --config CFG --out DIR")
+                              "python -m swapjax.train.cache_cli --config CFG --out DIR")
         meta = json.loads(path.read_text())
         if meta.get("format") != FORMAT:
             raise ConfigError(f"latent cache {str(folder)!r} has format {meta.get('format')!r}, this code reads "
-                              f"{FORMAT}: rebuild it with python -m swapjax.train.cache")
+                              f"{FORMAT}: rebuild it with python -m swapjax.train.cache_cli")
         return cls(folder, meta["records"], meta["draws"], meta["seed"], meta["arrays"], meta["data"], meta["vae"],
                    meta["vae_fingerprint"])
 
@@ -129,7 +129,7 @@ class CacheIndex:
         if differ:
             said = ", ".join(f"data.{k} = {run!r} (cache: {cached!r})" for k, (run, cached) in sorted(differ.items()))
             raise ConfigError(f"latent cache {str(self.folder)!r} was written for other data: {said}; rebuild it with "
-                              "python -m swapjax.train.cache for this config")
+                              "python -m swapjax.train.cache_cli for this config")
         missing = [k for k in keys if k not in self.arrays]
         if missing:
             raise ConfigError(f"latent cache {str(self.folder)!r} holds no {', '.join(missing)} (read by this run's "
