@@ -13,7 +13,7 @@ import pytest
 from flax import nnx
 from jax.extend.core import ClosedJaxpr, Jaxpr, jaxprs_in_params
 
-from train_fixtures import on_mesh, tiny_config
+from train_fixtures import ROOT, on_mesh, tiny_config
 from swapjax.data.pipeline import make_iterator
 from swapjax.loss_maps import frame_identity_cosines, mear_latent_weights, subject_crops
 from swapjax.errors import ConfigError
@@ -126,7 +126,13 @@ def test_a_flow_matching_step_holds_no_decoder_and_coherence_decodes_without_gra
 def test_the_iresnet_encoder_loads_from_the_insightface_checkpoint_in_the_loss_config(tmp_path):
     import torch
     from safetensors.torch import save_file
-    from test_iresnet import TorchIResNet, _randomised
+    import importlib.util
+
+    # the IResNet reference lives with the models' tests (tests/models/test_iresnet.py), not on this folder's path
+    spec = importlib.util.spec_from_file_location("test_iresnet", ROOT / "tests" / "models" / "test_iresnet.py")
+    reference = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reference)
+    TorchIResNet, _randomised = reference.TorchIResNet, reference._randomised
 
     model = _randomised(TorchIResNet((1, 1, 1, 1), 8, 16), seed=3)
     path = tmp_path / "backbone.safetensors"
