@@ -4,6 +4,7 @@ exactly like the adapted model."""
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from flax import traverse_util
@@ -48,6 +49,7 @@ def test_lora_trains_only_adapters_and_the_merged_export_is_the_adapted_model(tm
         export_inference(tmp_path / "export", params, config.dit, config.swap, "float32")
         _, _, loaded = load_converted(tmp_path / "export")
         b = batches[0]
+        b = {k: jnp.asarray(v) for k, v in b.items()}  # the model's inputs are jax arrays (checked annotations)
         inputs = SwapInputs(fused=b["fused"], t=b["t"], context=b["context"], prefix=b["prefix"])
         forward = jax.jit(lambda p: nnx.merge(setup.graphdef, p)(inputs))
         adapted = np.asarray(forward(merge_lora(state.params["model"], state.params["lora"], setup.lora_scale)))
