@@ -5,7 +5,7 @@ trains stage 2 (every parameter); stage 1 starts from a model (here the first ru
     python train.py --config configs/swap_tiny_train.py --workdir runs/tiny_stage1 --set train.stage=1 \
         train.init_from=runs/tiny_train
 
-Used by tests/test_train_*.py. Checkpoints every step so resume tests have something to resume from.
+Used by tests/train/test_train_*.py. Checkpoints every step so resume tests have something to resume from.
 """
 
 import dataclasses

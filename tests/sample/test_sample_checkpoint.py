@@ -1,7 +1,7 @@
 """What a sampling checkpoint brings with it (`swapjax/sample/checkpoint.py`): a trained VAE's latent statistics
 come from its checkpoint, not from the run config, while every architecture mismatch is still refused with each
 field named; and a finished training run's folder (`export/` + `vae/`, or the config's `train.vae_init`) is a
-checkpoint on its own. The end-to-end run on a trained folder is tests/test_finished_run.py."""
+checkpoint on its own. The end-to-end run on a trained folder is tests/train/test_finished_run.py."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """`train.py --config configs/swap_tiny.py` end to end on CPU: from scratch (stage 2, the config's default), then
 stage 1 from that run's checkpoint; exports and TensorBoard files written; bad input, stage 1 from scratch
-included, is one line with exit code 2. The VAE stage is tests/test_train_vae_stage.py."""
+included, is one line with exit code 2. The VAE stage is tests/train/test_train_vae_stage.py."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """A 3-step run on 8 fake devices, (data, fsdp, tensor) = (2, 2, 2), equals one device within 1e-5 (losses and
-every parameter). The sequence-parallel mesh is tests/test_train_sequence.py."""
+every parameter). The sequence-parallel mesh is tests/train/test_train_sequence.py."""
 
 from __future__ import annotations
 
