@@ -146,6 +146,7 @@ def condition_layers(model: SwapDiT, prepared: dict[str, Any], video: VideoStrea
 def single_pass_stream(model: SwapDiT, inputs: SwapInputs) -> Stream:
     """`[prefix; video]` as one stream: tokens, per-token modulation (t = 0 on the prefix), context, RoPE (the
     prefix at frame positions `0..P-1`, the video after it) and the conditions' per-layer inputs."""
+    inputs = jax.tree.map(jnp.asarray, inputs)  # numpy fixtures -> jax arrays, as `SwapDiT.prefix_cache` does
     video = model.video_stream(inputs.fused.shape)
     b, grid = video.batch, video.grid
     p = model._check_prefix(inputs.prefix, b)

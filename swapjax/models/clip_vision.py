@@ -19,6 +19,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.typing import ArrayLike
 from jaxtyping import Array, Float
 
 from swapjax.models.activations import activation
@@ -103,8 +104,11 @@ class ClipVision(nnx.Module):
         return x.astype(jnp.float32)
 
 
-def clip_image_tokens(graphdef: nnx.GraphDef, state: nnx.State, pixels: jax.Array) -> jax.Array:
-    """Pure forward: image tokens `[B, 1 + n, D]` (float32); jit with graphdef static."""
+def clip_image_tokens(graphdef: nnx.GraphDef, state: nnx.State, pixels: Float[ArrayLike, "b s s c"]
+                      ) -> Float[Array, "b l d"]:
+    """Pure forward: image tokens `[B, 1 + n, D]` (float32); jit with graphdef static. Pixels and parameter
+    leaves may be numpy (a converted checkpoint's are): they become `jax.Array`s here (a no-op under jit)."""
+    state, pixels = jax.tree.map(jnp.asarray, (state, pixels))
     return nnx.merge(graphdef, state)(pixels)
 
 

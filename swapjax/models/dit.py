@@ -28,6 +28,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.typing import ArrayLike
 from jaxtyping import Array, Float
 
 from swapjax.models.dit_config import REMAT_POLICIES, DiTConfig
@@ -153,9 +154,14 @@ class WanDiT(nnx.Module):
         return unpatchify(out, grid, self.cfg.patch_size).astype(jnp.float32)
 
 
-def dit_apply(graphdef: nnx.GraphDef, state: nnx.State, latents: jax.Array, t: jax.Array, context: jax.Array,
-              image_context: jax.Array | None = None) -> jax.Array:
-    """Pure forward: `nnx.merge(graphdef, state)(latents, t, context, image_context)`; jit with graphdef static."""
+def dit_apply(graphdef: nnx.GraphDef, state: nnx.State, latents: Float[ArrayLike, "b f h w c"],
+              t: Float[ArrayLike, "b"] | Float[ArrayLike, "b l"], context: Float[ArrayLike, "b lt ct"],
+              image_context: Float[ArrayLike, "b li ci"] | None = None) -> Float[Array, "b f h w co"]:
+    """Pure forward: `nnx.merge(graphdef, state)(latents, t, context, image_context)`; jit with graphdef static.
+
+    The public entry: inputs and parameter leaves may be numpy (a converted checkpoint holds numpy leaves); they
+    become `jax.Array`s here (a no-op under jit), so the layers inside see jax arrays only."""
+    state, latents, t, context, image_context = jax.tree.map(jnp.asarray, (state, latents, t, context, image_context))
     return nnx.merge(graphdef, state)(latents, t, context, image_context)
 
 

@@ -18,12 +18,15 @@ Video frames, channels-last, in this order (diffusers' Wan I2V order: latents, t
 Prefix frames (prepended on the frame axis, see `swapjax.models.swap`) are fully known frames:
 `reference_inputs(z_r) = [z_r | 1 | z_r | 0]`; the anchor slot the same, or all zeros (an unknown, empty frame)
 for samples whose anchor is absent (dropped in training, or the first window of a long video).
+
+These are the public ways in: each takes array-likes (numpy as well as jax arrays) and returns `jax.Array`s.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 from jaxtyping import Array, Bool, Float
 
 from swapjax.errors import ConfigError
@@ -45,7 +48,7 @@ def anchor_index(overlap_frames: int, frames_per_latent: int) -> int:
     return (overlap_frames - 1) // frames_per_latent
 
 
-def pack_mask(mask: Float[Array, "b F H W"], *, frames_per_latent: int = 4, pixels_per_latent: int = 8
+def pack_mask(mask: Float[ArrayLike, "b F H W"], *, frames_per_latent: int = 4, pixels_per_latent: int = 8
               ) -> Float[Array, "b f h w t"]:
     """Pixel mask track `M` (1 = regenerate) -> packed known-mask `[B, f, H/8, W/8, 4]` in I2V polarity."""
     t, s = frames_per_latent, pixels_per_latent
@@ -63,8 +66,10 @@ def pack_mask(mask: Float[Array, "b F H W"], *, frames_per_latent: int = 4, pixe
     return cells.transpose(0, 1, 3, 4, 2)  # [B, f, h, w, t]
 
 
-def agnostic_video(video: Float[Array, "b F H W 3"], mask: Float[Array, "b F H W"]) -> Float[Array, "b F H W 3"]:
+def agnostic_video(video: Float[ArrayLike, "b F H W 3"], mask: Float[ArrayLike, "b F H W"]
+                   ) -> Float[Array, "b F H W 3"]:
     """The masked source `V · (1 - M)`: hole pixels set to 0 (mid-grey in [-1, 1]), ready for the VAE."""
+    video, mask = jnp.asarray(video), jnp.asarray(mask)
     if video.shape[:-1] != mask.shape:
         raise ValueError(f"video {tuple(video.shape)} and mask {tuple(mask.shape)} differ: the mask must be "
                          "[B, F, H, W] for a video [B, F, H, W, 3]")
@@ -77,10 +82,13 @@ def _check_latent(name: str, x: jax.Array, ref_shape: tuple[int, ...], channels:
                          "latent's [B, f, h, w] and its own channel count)")
 
 
-def fuse_video_inputs(z_t: Float[Array, "b f h w z"], mask_packed: Float[Array, "b f h w t"],
-                      agnostic_latent: Float[Array, "b f h w z"], guide_latent: Float[Array, "b f h w c"] | None = None,
+def fuse_video_inputs(z_t: Float[ArrayLike, "b f h w z"], mask_packed: Float[ArrayLike, "b f h w t"],
+                      agnostic_latent: Float[ArrayLike, "b f h w z"],
+                      guide_latent: Float[ArrayLike, "b f h w c"] | None = None,
                       *, condition_channels: int = 16) -> Float[Array, "b f h w ci"]:
     """`[z_t | mask | agnostic | guide]` on channels (guide zeros when `guide_latent` is None)."""
+    z_t, mask_packed, agnostic_latent, guide_latent = jax.tree.map(jnp.asarray, (z_t, mask_packed, agnostic_latent,
+                                                                                 guide_latent))
     if z_t.ndim != 5:
         raise ValueError(f"z_t has shape {tuple(z_t.shape)}: expected a latent video [B, f, h, w, C]")
     _check_latent("mask_packed", mask_packed, z_t.shape, mask_packed.shape[-1])
@@ -89,12 +97,13 @@ def fuse_video_inputs(z_t: Float[Array, "b f h w z"], mask_packed: Float[Array, 
         guide_latent = jnp.zeros((*z_t.shape[:4], condition_channels), z_t.dtype)  # [B, f, h, w, Cc]
     _check_latent("guide_latent", guide_latent, z_t.shape, condition_channels)
     parts = [z_t, mask_packed, agnostic_latent, guide_latent]
-    return jnp.concatenate([jnp.asarray(p).astype(z_t.dtype) for p in parts], axis=-1)  # [B, f, h, w, Ci]
+    return jnp.concatenate([p.astype(z_t.dtype) for p in parts], axis=-1)  # [B, f, h, w, Ci]
 
 
-def reference_inputs(z_r: Float[Array, "b 1 h w z"], *, mask_channels: int = 4, condition_channels: int = 16
+def reference_inputs(z_r: Float[ArrayLike, "b 1 h w z"], *, mask_channels: int = 4, condition_channels: int = 16
                      ) -> Float[Array, "b 1 h w ci"]:
     """A clean, fully known frame `[z_r | 1 | z_r | 0]` (the reference slot; the anchor slot when present)."""
+    z_r = jnp.asarray(z_r)
     if z_r.ndim != 5 or z_r.shape[1] != 1:
         raise ValueError(f"reference latent has shape {tuple(z_r.shape)}: expected one latent frame [B, 1, h, w, C] "
                          "(VAE-encode the reference image as a 1-frame video)")
@@ -103,7 +112,7 @@ def reference_inputs(z_r: Float[Array, "b 1 h w z"], *, mask_channels: int = 4, 
     return jnp.concatenate([z_r, ones, z_r, zeros], axis=-1)  # [B, 1, h, w, Ci]
 
 
-def anchor_inputs(z_a: Float[Array, "b 1 h w z"], present: Bool[Array, "b"] | None = None, *,
+def anchor_inputs(z_a: Float[ArrayLike, "b 1 h w z"], present: Bool[ArrayLike, "b"] | None = None, *,
                   mask_channels: int = 4, condition_channels: int = 16) -> Float[Array, "b 1 h w ci"]:
     """Anchor slot: `reference_inputs(z_a)` where `present` (default: all), all zeros (unknown) elsewhere."""
     known = reference_inputs(z_a, mask_channels=mask_channels, condition_channels=condition_channels)
@@ -116,8 +125,8 @@ def anchor_inputs(z_a: Float[Array, "b 1 h w z"], present: Bool[Array, "b"] | No
     return jnp.where(present[:, None, None, None, None], known, jnp.zeros_like(known))
 
 
-def prefix_inputs(z_r: Float[Array, "b 1 h w z"] | None, z_a: Float[Array, "b 1 h w z"] | None = None,
-                  anchor_present: Bool[Array, "b"] | None = None, *, mask_channels: int = 4,
+def prefix_inputs(z_r: Float[ArrayLike, "b 1 h w z"] | None, z_a: Float[ArrayLike, "b 1 h w z"] | None = None,
+                  anchor_present: Bool[ArrayLike, "b"] | None = None, *, mask_channels: int = 4,
                   condition_channels: int = 16) -> Float[Array, "b p h w ci"]:
     """The prefix frames in order (reference, then anchor) `[B, P, h, w, Ci]`; pass the slots your config has."""
     kw = dict(mask_channels=mask_channels, condition_channels=condition_channels)

@@ -36,7 +36,8 @@ from typing import Any, Callable, Mapping, NamedTuple
 import jax
 import jax.numpy as jnp
 from flax import nnx
-from jaxtyping import Array, Float
+from jax.typing import ArrayLike
+from jaxtyping import Array, Bool, Float
 
 from swapjax.errors import ConfigError
 from swapjax.models.fused_inputs import prefix_inputs
@@ -131,12 +132,15 @@ class SwapDiT(WanDiT):
         return VideoStream(fused_shape[0], tuple(fused_shape[:4]), grid, p, self.rope(grid, offset=(p, 0, 0)))
 
     def prepare_conditions(self, conditions: dict[str, Any] | None, video: VideoStream) -> dict[str, Any]:
-        """Each given condition's per-video `prepare` (see `conditions/base.py`), checked to lead with the batch."""
+        """Each given condition's per-video `prepare` (see `conditions/base.py`), checked to lead with the batch.
+        A condition's typed inputs (a NamedTuple) reach it with numpy leaves as `jax.Array`s; anything else reaches
+        it as given, for its own check to name."""
         conditions = conditions or {}
         for name in conditions:
             if name not in self.condition_names:
                 raise not_configured(name, self.swap)
-        prepared = {name: getattr(self, name).prepare(conditions[name], video)
+        as_jax = lambda x: jax.tree.map(jnp.asarray, x) if isinstance(x, tuple) else x  # noqa: E731
+        prepared = {name: getattr(self, name).prepare(as_jax(conditions[name]), video)
                     for name in self.condition_names if name in conditions}
         _check_batch(prepared, video.batch, "prepared")
         return prepared
@@ -163,9 +167,12 @@ class SwapDiT(WanDiT):
     # ------------------------------------------------------------------------------------- streams
     def prefix_cache(self, inputs: SwapInputs) -> PrefixCache:
         """Once per video: the prefix stream (t = 0, attending to itself) -> its per-layer K/V, the embedded
-        context and the prepared conditions. Reads every field of `inputs` but `t` (of `fused`, only the shape)."""
+        context and the prepared conditions. Reads every field of `inputs` but `t` (of `fused`, only the shape).
+        Its arrays may be numpy: they become `jax.Array`s here (a no-op under jit)."""
+        conditions = inputs.conditions  # converted in `prepare_conditions`, once each is known to be its own type
+        inputs = jax.tree.map(jnp.asarray, inputs._replace(conditions=None))
         text, image = self.swap_context(inputs.context, inputs.image_context)
-        conditions = self.prepare_conditions(inputs.conditions, self.video_stream(inputs.fused.shape))
+        conditions = self.prepare_conditions(conditions, self.video_stream(inputs.fused.shape))
         prefix = inputs.prefix
         if self._check_prefix(prefix, inputs.context.shape[0]) == 0:
             return PrefixCache(None, text, image, conditions)
@@ -175,9 +182,10 @@ class SwapDiT(WanDiT):
         _, kv = self.run_blocks(x, e, text, image, self.rope(grid), return_kv=True)
         return PrefixCache(kv, text, image, conditions)
 
-    def video_forward(self, cache: PrefixCache, fused: Float[Array, "b f h w c"],
-                      t: Float[Array, "b"] | Float[Array, "b l"]) -> Float[Array, "b f h w co"]:
+    def video_forward(self, cache: PrefixCache, fused: Float[ArrayLike, "b f h w c"],
+                      t: Float[ArrayLike, "b"] | Float[ArrayLike, "b l"]) -> Float[Array, "b f h w co"]:
         """One video-stream pass reading a `prefix_cache` -> velocity `[B, f, h, w, C_out]` (float32)."""
+        fused, t = jnp.asarray(fused), jnp.asarray(t)
         video = self.video_stream(fused.shape)
         b, p, grid = video.batch, video.prefix_frames, video.grid
         want = (self.cfg.num_layers, b, p * grid[1] * grid[2], self.cfg.num_heads, self.cfg.head_dim)
@@ -205,8 +213,9 @@ def _check_batch(prepared: dict[str, Any], batch: int, what: str) -> None:
                              f"video batch {batch} (rebuild the prefix cache for this batch)")
 
 
-def null_prefix(z_r: Float[Array, "b 1 h w z"] | None, swap: SwapConfig, z_a: jax.Array | None = None,
-                anchor_present: jax.Array | None = None) -> Float[Array, "b p h w c"]:
+def null_prefix(z_r: Float[ArrayLike, "b 1 h w z"] | None, swap: SwapConfig,
+                z_a: Float[ArrayLike, "b 1 h w z"] | None = None, anchor_present: Bool[ArrayLike, "b"] | None = None
+                ) -> Float[Array, "b p h w c"]:
     """The null-reference prefix for guidance: a zero reference latent (the anchor, if configured, kept)."""
     kw = dict(mask_channels=swap.frames_per_latent, condition_channels=swap.condition_channels)
     return prefix_inputs(jnp.zeros_like(z_r) if swap.reference else None, z_a if swap.anchor else None,
@@ -214,19 +223,20 @@ def null_prefix(z_r: Float[Array, "b 1 h w z"] | None, swap: SwapConfig, z_a: ja
 
 
 def swap_prefix_cache(graphdef: nnx.GraphDef, state: nnx.State, inputs: SwapInputs) -> PrefixCache:
-    """Pure `SwapDiT.prefix_cache`; jit with graphdef static."""
-    return nnx.merge(graphdef, state).prefix_cache(inputs)
+    """Pure `SwapDiT.prefix_cache`; jit with graphdef static. Parameter leaves may be numpy (a converted
+    checkpoint's are), as may the inputs: they become `jax.Array`s (a no-op under jit)."""
+    return nnx.merge(graphdef, jax.tree.map(jnp.asarray, state)).prefix_cache(inputs)
 
 
-def swap_video_step(graphdef: nnx.GraphDef, state: nnx.State, cache: PrefixCache, fused: jax.Array,
-                    t: jax.Array) -> jax.Array:
+def swap_video_step(graphdef: nnx.GraphDef, state: nnx.State, cache: PrefixCache, fused: Float[ArrayLike, "b f h w c"],
+                    t: Float[ArrayLike, "b"] | Float[ArrayLike, "b l"]) -> Float[Array, "b f h w co"]:
     """Pure `SwapDiT.video_forward` (one sampling step's model call); jit with graphdef static."""
-    return nnx.merge(graphdef, state).video_forward(cache, fused, t)
+    return nnx.merge(graphdef, jax.tree.map(jnp.asarray, state)).video_forward(cache, fused, t)
 
 
 def swap_apply(graphdef: nnx.GraphDef, state: nnx.State, inputs: SwapInputs) -> jax.Array:
     """Pure training forward `SwapDiT.__call__`; jit with graphdef static."""
-    return nnx.merge(graphdef, state)(inputs)
+    return nnx.merge(graphdef, jax.tree.map(jnp.asarray, state))(inputs)
 
 
 def init_swap(cfg: DiTConfig, swap: SwapConfig, key: jax.Array) -> tuple[nnx.GraphDef, nnx.State]:

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.typing import ArrayLike
 from jaxtyping import Array, Float, Int
 
 from swapjax.models.activations import activation, rms_scale
@@ -141,14 +142,18 @@ class UMT5Encoder(nnx.Module):
         return t5_norm(x, self.final_norm[...], cfg.layer_norm_epsilon, jnp.float32)
 
 
-def umt5_apply(graphdef: nnx.GraphDef, state: nnx.State, ids: jax.Array, mask: jax.Array) -> jax.Array:
-    """Pure forward (`last_hidden_state`, float32 `[B, L, D]`); jit with graphdef static."""
+def umt5_apply(graphdef: nnx.GraphDef, state: nnx.State, ids: Int[ArrayLike, "b l"], mask: Int[ArrayLike, "b l"]
+               ) -> Float[Array, "b l d"]:
+    """Pure forward (`last_hidden_state`, float32 `[B, L, D]`); jit with graphdef static. Inputs and parameter
+    leaves may be numpy (a converted checkpoint's are): they become `jax.Array`s here (a no-op under jit)."""
+    state, ids, mask = jax.tree.map(jnp.asarray, (state, ids, mask))
     return nnx.merge(graphdef, state)(ids, mask)
 
 
-def prompt_embeddings(graphdef: nnx.GraphDef, state: nnx.State, ids: Int[Array, "b l"], mask: Int[Array, "b l"]
-                      ) -> Float[Array, "b l d"]:
+def prompt_embeddings(graphdef: nnx.GraphDef, state: nnx.State, ids: Int[ArrayLike, "b l"],
+                      mask: Int[ArrayLike, "b l"]) -> Float[Array, "b l d"]:
     """The DiT's text context: `umt5_apply` with every position past the prompt (mask 0) set to zero."""
+    mask = jnp.asarray(mask)
     hidden = umt5_apply(graphdef, state, ids, mask)  # [B, L, D]
     return hidden * (mask != 0)[..., None].astype(hidden.dtype)
 

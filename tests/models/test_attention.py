@@ -81,7 +81,7 @@ def test_splash_refuses_a_traced_mask():
     np.testing.assert_allclose(out, _reference(q, k, v, np.asarray(mask)), atol=1e-5)
 
 
-def test_backend_errors():
+def test_backend_errors(unchecked):
     q, k, v = _qkv(1, 4, 4, 1, 8)
     with pytest.raises(ValueError, match="needs a CUDA GPU"):
         attention(q, k, v, backend="cudnn")

@@ -145,7 +145,7 @@ def test_jitted_apply_traces_once():
     assert len(traces) == 1
 
 
-def test_bad_inputs_name_the_input():
+def test_bad_inputs_name_the_input(unchecked):
     model = WanDiT(CFG, rngs=nnx.Rngs(0))
     latents, t, context = _inputs(CFG)
     with pytest.raises(ValueError, match=r"latents have shape .*in_channels = 4"):

@@ -46,7 +46,7 @@ def test_pack_mask_hand_example():
 @pytest.mark.parametrize("shape, match", [((1, 6, 16, 16), "6 frames: need F = 1 mod 4"),
                                           ((1, 5, 16, 12), "multiples of 8"),
                                           ((5, 16, 16), r"expected \[B, F, H, W\]")])
-def test_pack_mask_errors_name_the_problem(shape, match):
+def test_pack_mask_errors_name_the_problem(shape, match, unchecked):
     with pytest.raises(ValueError, match=match):
         pack_mask(np.zeros(shape, np.float32))
 
@@ -64,7 +64,7 @@ def test_fused_channel_order_and_zero_condition():
     assert np.asarray(fuse_video_inputs(z, mask, agn, None, condition_channels=0)).shape[-1] == 36
 
 
-def test_fuse_errors_name_the_input():
+def test_fuse_errors_name_the_input(unchecked):
     z = np.zeros((2, 3, 4, 4, 16), np.float32)
     with pytest.raises(ValueError, match="agnostic_latent has shape"):
         fuse_video_inputs(z, np.zeros((2, 3, 4, 4, 4)), np.zeros((2, 2, 4, 4, 16)))
@@ -93,6 +93,9 @@ def test_reference_and_anchor_frames_are_fully_known_clean_frames():
     null = np.asarray(null_prefix(z_r, SwapConfig(anchor=True), z_a))
     np.testing.assert_array_equal(null[:, 0], np.asarray(reference_inputs(np.zeros_like(z_r)))[:, 0])
     np.testing.assert_array_equal(null[:, 1], prefix[:, 1])  # guidance drops the reference, keeps the anchor
+
+
+def test_reference_of_two_frames_is_named(unchecked):
     with pytest.raises(ValueError, match="one latent frame"):
         reference_inputs(np.zeros((2, 2, 4, 4, 16), np.float32))
 

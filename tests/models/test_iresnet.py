@@ -140,7 +140,7 @@ def test_config_read_off_public_shapes():
         iresnet_config_from_shapes({"fc.weight": (512, 512 * 49)})
 
 
-def test_config_errors_name_the_field():
+def test_config_errors_name_the_field(unchecked):
     with pytest.raises(ConfigError, match=r"IResNetConfig.layers = \(1, 2\)"):
         IResNetConfig(layers=(1, 2))
     with pytest.raises(ConfigError, match="IResNetConfig.input_size = 100"):

@@ -63,9 +63,10 @@ def test_point_token_index_hand_example():
     coords[0, 4] = [[16, 15.99], [1, 1], [33, 31]]  # -> 6 + (0, 1) = 7; invisible; 6 + (1, 2) = 11
     visible = np.ones((1, 5, 3), bool)
     visible[0, 4, 1] = False
+    coords, visible = jnp.asarray(coords), jnp.asarray(visible)
     kw = dict(grid=(2, 2, 3), pixels_per_token=(16, 16), frames_per_latent=4)
     np.testing.assert_array_equal(point_token_index(coords, visible, None, **kw), [[[3, 2, 12], [7, 12, 11]]])
-    keep = np.array([[True, True, False]])
+    keep = jnp.array([[True, True, False]])
     np.testing.assert_array_equal(point_token_index(coords, visible, keep, **kw), [[[3, 2, 12], [7, 12, 12]]])
     with pytest.raises(ValueError, match="cover 4 frames: a latent of 2 frames needs 5"):
         point_token_index(coords[:, :4], visible[:, :4], None, **kw)
@@ -79,7 +80,7 @@ def test_point_feature_map_hand_example():
     expected[0, 4] = [110, 220]  # points 1 and 2 share a token: summed
     expected[0, 5] = [1, 2]  # point 0, frame 1
     expected[0, 1] = [100, 200]  # point 2, frame 1
-    np.testing.assert_array_equal(point_feature_map(feats, index, 6), expected)
+    np.testing.assert_array_equal(point_feature_map(jnp.asarray(feats), jnp.asarray(index), 6), expected)
 
 
 def test_point_features_in_the_model_match_a_hand_computation(models):

@@ -214,7 +214,7 @@ def test_swap_config_validation(change, match):
         SwapConfig(conditions={"pose": {"layers": (1, 1)}})
 
 
-def test_bad_inputs_name_the_input():
+def test_bad_inputs_name_the_input(unchecked):
     """Checked while tracing (`jax.eval_shape`), before any heavy work."""
     model = SwapDiT(DIT, ALL_ON, rngs=nnx.Rngs(0))
     x = inputs(ALL_ON)

@@ -60,7 +60,7 @@ def _video(frames, h=16, w=16, seed=0):
     ((1, 5, 20, 16, 3), r"20x16: height and width must be multiples of 8"),
     ((5, 16, 16, 3), r"expected \[B, F, H, W, 3\]"),
 ])
-def test_bad_video_is_named(tiny, shape, match):
+def test_bad_video_is_named(tiny, shape, match, unchecked):
     graphdef, state = tiny
     with pytest.raises(ValueError, match=match):
         wan_vae.vae_encode(graphdef, state, jnp.zeros(shape))
