@@ -70,14 +70,13 @@ def add_set_argument(parser: argparse.ArgumentParser, help: str = "dotted config
 def say(message: str) -> None:
     """One `error:` line on stderr; a message listing items on further lines is folded into that line."""
     lines = [line.strip() for line in str(message).splitlines() if line.strip()]
-    text = lines[0] + (": " + "; ".join(lines[1:]) if len(lines) > 1 else "") if lines else "failed"
+    text = (lines[0].rstrip(":") + ": " + "; ".join(lines[1:]) if len(lines) > 1 else lines[0]) if lines else "failed"
     print(f"error: {text}", file=sys.stderr, flush=True)
 
 
 def run_main(body: Callable[[], int], creates: Iterable[str | os.PathLike | None] = ()) -> int:
     """Runs `body` (which returns an exit code) under the shared policy of the module docstring."""
-    watched = [pathlib.Path(p).absolute() for p in creates if p is not None]
-    fresh = [_outermost_missing(p) for p in watched if not p.exists() and not p.is_symlink()]
+    fresh = [_outermost_missing(pathlib.Path(p).absolute()) for p in creates if p is not None and _missing(p)]
     try:
         code = body()
     except SwapjaxError as err:
@@ -102,10 +101,22 @@ def _fail(message: str, fresh: list[pathlib.Path]) -> int:
     return EXIT_BAD_INPUT
 
 
+def _missing(path: str | os.PathLike) -> bool:
+    """True if nothing (not even a dangling link) is at `path`; a path this user cannot look into is not ours to
+    remove, so it counts as present."""
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def _outermost_missing(path: pathlib.Path) -> pathlib.Path:
     """The outermost ancestor of `path` (or `path` itself) that does not exist yet: what a run creating `path`
     with its parents creates."""
-    while not path.parent.exists() and path.parent != path:
+    while path.parent != path and _missing(path.parent):
         path = path.parent
     return path
 
