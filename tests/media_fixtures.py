@@ -1,4 +1,5 @@
-"""Small media files for the data-layer tests: smooth test videos, an AAC source, directory snapshots."""
+"""Small media for the data and sampling tests: smooth test videos, an AAC source, directory snapshots, a sprite
+pasted on a plain canvas (reference images)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,7 @@ import pathlib
 import av
 import numpy as np
 
-
-def smooth_video(num_frames: int = 5, height: int = 32, width: int = 48, seed: int = 0) -> np.ndarray:
-    """uint8 `[F, H, W, 3]` with smooth gradients that survive H.264 almost unchanged."""
-    rng = np.random.default_rng(seed)
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-    base = rng.uniform(40, 200, size=3)
-    frames = [np.stack([base[c] + 30 * np.sin(xs / 9 + t / 3 + c) + 20 * np.cos(ys / 7 - t / 4)
-                        for c in range(3)], axis=-1) for t in range(num_frames)]
-    return np.clip(np.stack(frames), 0, 255).astype(np.uint8)  # [F, H, W, 3]
+from helpers import smooth_video  # the data tests import it from here, beside the other media fixtures
 
 
 def box_mask(num_frames: int = 5, height: int = 32, width: int = 48) -> np.ndarray:
@@ -55,3 +48,29 @@ def write_av_source(path: pathlib.Path, num_frames: int = 12, fps: int = 12, aud
 def snapshot(folder: pathlib.Path) -> dict[str, tuple[int, int]]:
     """Every path under `folder` (hidden ones included) -> (size, mtime_ns); to check nothing changed."""
     return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+def sprite(scale: int = 1):
+    """uint8 `[40s, 30s, 3]` and bool `[40s, 30s]`: a striped body and a two-tone head with hard edges."""
+    yy, xx = np.mgrid[0:40, 0:30]
+    body = ((yy - 26) / 13.5) ** 2 + ((xx - 14.5) / 14.5) ** 2 <= 1
+    head = (yy >= 2) & (yy < 14) & (xx >= 8) & (xx < 22)
+    image = np.zeros((40, 30, 3), np.uint8)
+    image[body] = (200, 60, 40)
+    image[body & ((xx // 4) % 2 == 0)] = (230, 150, 30)
+    image[head] = (40, 90, 200)
+    image[head & (yy > 8)] = (20, 160, 90)
+    grow = lambda a: np.repeat(np.repeat(a, scale, 0), scale, 1)  # noqa: E731 (nearest-neighbour zoom)
+    return grow(image), grow(body | head)
+
+
+def framed(canvas_hw, colour, top, left, scale: int = 1):
+    """The sprite pasted (subject pixels only) at (top, left) on a plain canvas: uint8 image, bool mask."""
+    image, subject = sprite(scale)
+    out = np.empty((*canvas_hw, 3), np.uint8)
+    out[...] = colour
+    mask = np.zeros(canvas_hw, bool)
+    h, w = subject.shape
+    out[top:top + h, left:left + w][subject] = image[subject]
+    mask[top:top + h, left:left + w] = subject
+    return out, mask

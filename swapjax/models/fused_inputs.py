@@ -19,7 +19,8 @@ Prefix frames (prepended on the frame axis, see `swapjax.models.swap`) are fully
 `reference_inputs(z_r) = [z_r | 1 | z_r | 0]`; the anchor slot the same, or all zeros (an unknown, empty frame)
 for samples whose anchor is absent (dropped in training, or the first window of a long video).
 
-These are the public ways in: each takes array-likes (numpy as well as jax arrays) and returns `jax.Array`s.
+These are the public ways in: each takes array-likes (numpy as well as jax arrays) and returns `jax.Array`s (but
+`agnostic_video`, which keeps numpy pixels numpy).
 """
 
 from __future__ import annotations
@@ -67,9 +68,9 @@ def pack_mask(mask: Float[ArrayLike, "b F H W"], *, frames_per_latent: int = 4, 
 
 
 def agnostic_video(video: Float[ArrayLike, "b F H W 3"], mask: Float[ArrayLike, "b F H W"]
-                   ) -> Float[Array, "b F H W 3"]:
-    """The masked source `V · (1 - M)`: hole pixels set to 0 (mid-grey in [-1, 1]), ready for the VAE."""
-    video, mask = jnp.asarray(video), jnp.asarray(mask)
+                   ) -> Float[ArrayLike, "b F H W 3"]:
+    """The masked source `V · (1 - M)`: hole pixels set to 0 (mid-grey in [-1, 1]), ready for the VAE. Numpy in,
+    numpy out: the sampler keeps a window's pixels on the host, and the VAE moves them to the device chunk by chunk."""
     if video.shape[:-1] != mask.shape:
         raise ValueError(f"video {tuple(video.shape)} and mask {tuple(mask.shape)} differ: the mask must be "
                          "[B, F, H, W] for a video [B, F, H, W, 3]")

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 from jaxtyping import Array, Float
 
 
-def fit_reference(reference: Float[Array, "b s s 3"], height: int, width: int) -> Float[Array, "b h w 3"]:
+def fit_reference(reference: Float[ArrayLike, "b s s 3"], height: int, width: int) -> Float[Array, "b h w 3"]:
     """A square reference `[B, S, S, 3]` in [-1, 1] resized (linear) to the largest square inside
-    `(height, width)` and centred on a neutral (0) canvas -> `[B, H, W, 3]`, one frame of the video's size."""
+    `(height, width)` and centred on a neutral (0) canvas -> `[B, H, W, 3]`, one frame of the video's size.
+    The sampler hands it a numpy square, training a traced one."""
+    reference = jnp.asarray(reference)
     side = min(height, width)
     b = reference.shape[0]
     if reference.shape[1:3] != (side, side):

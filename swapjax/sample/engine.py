@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.typing import ArrayLike
 from jaxtyping import Array, Float
 from tqdm.auto import tqdm
 
@@ -102,19 +103,20 @@ class Engine:
     def _bar(self, iterable, desc: str, total: int):
         return tqdm(iterable, desc=desc, total=total, leave=False, disable=not self.cfg.progress)
 
-    def encode(self, video: Float[Array, "b F H W 3"], desc: str = "encode") -> jax.Array:
-        """Pixels `[B, F, H, W, 3]` in [-1, 1] -> normalised latents `[B, f, h, w, z]` (the posterior mean)."""
+    def encode(self, video: Float[ArrayLike, "b F H W 3"], desc: str = "encode") -> jax.Array:
+        """Pixels `[B, F, H, W, 3]` in [-1, 1] -> normalised latents `[B, f, h, w, z]` (the posterior mean). Host
+        (numpy) pixels stay on the host: the VAE moves them to the device one chunk at a time."""
         chunk = self.cfg.encode_chunk_frames
         total = 1 + -(-(video.shape[1] - 1) // chunk)
         means = [m for m, _ in self._bar(vae_lib.encode_chunks(self.vae_graph, self.vae_state, video,
                                                                chunk_frames=chunk), desc, total)]
         return vae_lib.normalize_latents(jnp.concatenate(means, axis=1), self.vae_cfg)
 
-    def encode_image(self, image: Float[Array, "H W 3"]) -> jax.Array:
+    def encode_image(self, image: Float[ArrayLike, "H W 3"]) -> jax.Array:
         """One frame `[H, W, 3]` in [-1, 1] -> normalised latent `[1, 1, h, w, z]`."""
         return self.encode(np.asarray(image, np.float32)[None, None], desc="encode image")
 
-    def embed_reference(self, reference: Float[Array, "s s 3"]) -> np.ndarray:
+    def embed_reference(self, reference: Float[ArrayLike, "s s 3"]) -> np.ndarray:
         """The prepared reference square `[S, S, 3]` in [-1, 1] -> its image-encoder embedding float32 `[E]` (what
         training's `encode_batch` computes for the identity condition)."""
         if self.encoder is None:
@@ -207,11 +209,11 @@ class Engine:
                   jnp.asarray(window.reference_embedding, jnp.float32)[None]}
         return {k: v for k, v in arrays.items() if v is not None}
 
-    def generate(self, window: WindowInputs, key: jax.Array, scales: jax.Array) -> np.ndarray:
+    def generate(self, window: WindowInputs, key: jax.Array, scales: Float[ArrayLike, "2"]) -> np.ndarray:
         """Samples one window: float32 numpy pixels `[L, H, W, 3]` in [-1, 1] (before the composite)."""
         return self.generate_window(window, key, scales).pixels
 
-    def generate_window(self, window: WindowInputs, key: jax.Array, scales: jax.Array) -> Generated:
+    def generate_window(self, window: WindowInputs, key: jax.Array, scales: Float[ArrayLike, "2"]) -> Generated:
         """Samples one window: its pixels (before the composite) and the latents they were decoded from."""
         pixels = window.pixels[None]  # [1, L, H, W, 3]
         mask = window.mask[None]  # [1, L, H, W]

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from media_fixtures import framed
 from swapjax.data import masks as M
 from swapjax.data.reference import (EDGE_BAND, NEUTRAL_GREY, ReferenceCutoutWarning, prepare_reference,
                                     subject_cutout)
@@ -104,32 +105,6 @@ def test_composite_on_grey_blends_towards_grey(seed, h, w):
 
 
 # ---------------------------------------------------------------- prepare_reference: one preparation, both sides
-
-def sprite(scale: int = 1):
-    """uint8 `[40s, 30s, 3]` and bool `[40s, 30s]`: a striped body and a two-tone head with hard edges."""
-    yy, xx = np.mgrid[0:40, 0:30]
-    body = ((yy - 26) / 13.5) ** 2 + ((xx - 14.5) / 14.5) ** 2 <= 1
-    head = (yy >= 2) & (yy < 14) & (xx >= 8) & (xx < 22)
-    image = np.zeros((40, 30, 3), np.uint8)
-    image[body] = (200, 60, 40)
-    image[body & ((xx // 4) % 2 == 0)] = (230, 150, 30)
-    image[head] = (40, 90, 200)
-    image[head & (yy > 8)] = (20, 160, 90)
-    grow = lambda a: np.repeat(np.repeat(a, scale, 0), scale, 1)  # noqa: E731 (nearest-neighbour zoom)
-    return grow(image), grow(body | head)
-
-
-def framed(canvas_hw, colour, top, left, scale: int = 1):
-    """The sprite pasted (subject pixels only) at (top, left) on a plain canvas: uint8 image, bool mask."""
-    image, subject = sprite(scale)
-    out = np.empty((*canvas_hw, 3), np.uint8)
-    out[...] = colour
-    mask = np.zeros(canvas_hw, bool)
-    h, w = subject.shape
-    out[top:top + h, left:left + w][subject] = image[subject]
-    mask[top:top + h, left:left + w] = subject
-    return out, mask
-
 
 @settings(max_examples=30, deadline=None)
 @given(st.integers(0, 2**31), st.sampled_from([8, 24, 48]))

@@ -6,8 +6,6 @@ rendered on the old one's path) composited with the default inference radii."""
 
 from __future__ import annotations
 
-import types
-
 import numpy as np
 import pytest
 
@@ -17,6 +15,7 @@ from swapjax.data.synthetic import SyntheticClips
 from swapjax.sample import outputs
 from swapjax.sample.composite import composite, composite_alpha
 from swapjax.sample.inputs import JobInputs
+from swapjax.sample.pipeline import SwapResult
 
 # Measured on these three clips (64x64, 17 frames, 24 fps; libx264 of PyAV 18.1): over the background, mean |error|
 # 2.9-3.8, 99th percentile 16-47, max 90-177 (README "The demo"). The bounds leave room for other x264 builds;
@@ -24,7 +23,7 @@ from swapjax.sample.inputs import JobInputs
 MEAN_BOUND, P99_BOUND, MAX_BOUND = 6.0, 64, 230
 
 
-def _swap(i: int) -> tuple[JobInputs, types.SimpleNamespace, np.ndarray]:
+def _swap(i: int) -> tuple[JobInputs, SwapResult, np.ndarray]:
     """(inputs, result, background) of a swap whose generated video is the ground truth: the composite of pair
     `i`, and where its weight is 0 (the pixels that must be the source's)."""
     clips = SyntheticClips(64, 64, 17, 8, seed=0, backgrounds=("gradient", "blobs"))
@@ -33,7 +32,7 @@ def _swap(i: int) -> tuple[JobInputs, types.SimpleNamespace, np.ndarray]:
     alpha = composite_alpha(pair["mask"], mask_cfg.dilate_infer, mask_cfg.feather)  # [F, H, W]
     frames = composite(pair["video"], pair["target"], alpha)  # [F, H, W, 3]
     inputs = JobInputs(f"pair{i}", pair["video"], pair["mask"], pair["reference"], 24.0)
-    return inputs, types.SimpleNamespace(frames=frames, alpha=alpha), alpha == 0
+    return inputs, SwapResult(frames, alpha, region=(alpha > 0).astype(np.uint8), report={}), alpha == 0
 
 
 @pytest.mark.parametrize("i", [0, 1, 2])

@@ -17,7 +17,7 @@ from swapjax.evaluate.cases import read_cases
 from swapjax.sample import cli
 from swapjax.sample import jobs as job_lib
 from swapjax.sample.inputs import read_case, read_inputs
-from test_reference import framed
+from media_fixtures import framed
 
 
 @pytest.fixture()

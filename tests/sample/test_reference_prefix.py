@@ -19,10 +19,11 @@ from swapjax.data.reference import prepare_reference, reference_crop
 from swapjax.models.fused_inputs import prefix_inputs
 from swapjax.models.vae import abstract_vae, normalize_latents, vae_encode
 from swapjax.sample.composite import to_unit
+from swapjax.sample.engine import Engine
 from swapjax.sample.inputs import JobInputs
 from swapjax.sample.pipeline import letterbox, reference_frame, swap_video
 from swapjax.train.prepare import fit_reference
-from test_reference import framed
+from media_fixtures import framed
 
 REF_SIZE = 32  # the square's side (data.ref_size): every framing's subject box is larger, so all area-downsample
 HEIGHT, WIDTH = 48, 64  # the model frame: the square is resized to 48 and centred (fit_reference)
@@ -112,8 +113,11 @@ def test_swap_video_encodes_the_prepared_reference_frame():
     image, mask = FRAMINGS["off_centre"]
     inputs = dataclasses.replace(swap_inputs(5), reference=image)  # 32x32 clip: the model frame is 32x32
 
-    class Spy:
+    class Spy(Engine):
         swap = CONFIG.swap  # what swap_video reads of the engine before the reference
+
+        def __init__(self):  # no models: it stops at the first thing the engine is asked to do
+            pass
 
         def encode_image(self, frame):
             self.frame = np.asarray(frame)

@@ -132,7 +132,7 @@ def test_composite_keeps_every_source_pixel_outside_the_dilated_mask():
     ("composite_dilate", -1, "composite_dilate"), ("encode_chunk_frames", 6, "encode_chunk_frames"),
     ("sampler", "unipc", "SampleConfig.sampler"),
 ])
-def test_sample_config_names_the_bad_field(field, value, match):
+def test_sample_config_names_the_bad_field(field, value, match, unchecked):
     with pytest.raises(ConfigError, match=match):
         SampleConfig(**{"window_frames": 5, "overlap_frames": 1, field: value})
 
