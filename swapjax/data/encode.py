@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import pathlib
 import sys
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -36,7 +36,17 @@ def record_file(folder: str | pathlib.Path, index: int) -> pathlib.Path:
     return pathlib.Path(folder) / f"{index:07d}.npz"
 
 
-def encode_records(records: Sequence[Mapping[str, Any]], pipeline: str | pathlib.Path, out: pathlib.Path, *,
+@runtime_checkable
+class Records(Protocol):
+    """What `encode_records` reads: `len(records)` and `records[i]` (a list of dicts, or a dataset source such as
+    `tfds_builder.ClipSource`, which is no `Sequence`)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Mapping[str, Any]: ...
+
+
+def encode_records(records: Records, pipeline: str | pathlib.Path, out: pathlib.Path, *,
                    prompts: Mapping[str, str], default_prompt: str = "", seed: int = 0) -> int:
     """Writes one `.npz` per record into the existing folder `out`; returns the count. `records` yields dicts
     with `video` uint8 `[F, H, W, 3]`, `mask` `[F, H, W]` and `name` (a dataset source: records are read one at a
