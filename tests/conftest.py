@@ -2,9 +2,18 @@
 jaxtyping import hook that checks every swapjax annotation at run time (beartype)."""
 
 import os
+import pathlib
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# One persistent compilation cache for the whole session, this process and every child it starts (train.py,
+# sample.py, ...): a program compiled once (the same tiny model in another test, another Engine, another process)
+# is read back instead of compiled again. In the git-ignored .cache/; JAX keys entries by program, jax version and
+# flags, so a stale entry is never used. Point JAX_COMPILATION_CACHE_DIR elsewhere to time a cold run.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      str(pathlib.Path(__file__).resolve().parents[1] / ".cache" / "jax_test_compilation_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import jax  # noqa: E402
 

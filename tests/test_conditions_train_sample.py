@@ -90,17 +90,16 @@ def _condition_grads(stage: str, sizes: dict[str, int] | None, batch: int = 2) -
     return {name: float(sum(jnp.sum(jnp.abs(g)) for g in jax.tree.leaves(trained.get(name, {})))) for name in NAMES}
 
 
-@pytest.mark.parametrize("stage", ["1", "2"])
-def test_every_condition_trains_from_the_loops_batch(stage):
-    norms = _condition_grads(stage, None)
+def test_every_condition_trains_from_the_loops_batch_in_stage_1():
+    norms = _condition_grads("1", None)
     assert all(v > 0 for v in norms.values()), norms  # each condition is labelled trained and gets a gradient
 
 
-def test_every_condition_trains_on_eight_devices():
+def test_every_condition_trains_in_stage_2_on_one_device_and_on_eight():
     one = _condition_grads("2", None, batch=4)
     eight = _condition_grads("2", {"data": 2, "fsdp": 2, "tensor": 2}, batch=4)
-    for name in NAMES:
-        assert eight[name] > 0 and eight[name] == pytest.approx(one[name], rel=1e-3), (name, one, eight)
+    for name in NAMES:  # stage 2 on one device: every condition gets a gradient; on 8 the same one
+        assert one[name] > 0 and eight[name] == pytest.approx(one[name], rel=1e-3), (name, one, eight)
 
 
 def _window(config, engine: Engine, rng: np.random.Generator, **changes) -> WindowInputs:
