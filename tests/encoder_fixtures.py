@@ -77,9 +77,3 @@ def save_tiny_pipeline(folder: pathlib.Path, seed: int = 0):
     pipe.save_pretrained(str(folder))
     return pipe
 
-
-def rel_err(a, b) -> float:
-    import numpy as np
-
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))

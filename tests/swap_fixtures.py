@@ -83,7 +83,3 @@ def only(x: SwapInputs, *names: str, **replaced) -> SwapInputs:
     conditions = {name: replaced.get(name, x.conditions[name]) for name in names}
     return x._replace(conditions=conditions)
 
-
-def rel_err(a, b) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.abs(a - b).max() / np.abs(b).max())

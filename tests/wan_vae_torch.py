@@ -33,8 +33,3 @@ def from_torch_video(video: torch.Tensor) -> np.ndarray:
     """`[B, C, F, H, W]` -> `[B, F, H, W, C]`."""
     return np.moveaxis(video.detach().numpy(), 1, -1)
 
-
-def rel_err(got, want) -> float:
-    """max |got - want| / max |want|."""
-    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-    return float(np.abs(got - want).max() / np.abs(want).max())

@@ -20,12 +20,12 @@ import numpy as np
 import pytest
 import safetensors.numpy
 import torch
-from flax import nnx
 
 from swapjax.convert import checkpoint_io
 from swapjax.convert.__main__ import load_swap_config, main
 from swapjax.convert.dit import convert_dit
 from swapjax.convert.saved import CONFIG_FILE, load_converted
+from helpers import flat
 from wan_dit_torch import build_reference, save_reference
 
 T2V = dict(num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=4, text_dim=32, freq_dim=32,
@@ -46,11 +46,7 @@ def src(model, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def expected(src):
-    return _flat(convert_dit(src)[1])
-
-
-def _flat(state) -> dict:
-    return {k: np.asarray(v.get_value()) for k, v in nnx.to_flat_state(state)}
+    return flat(convert_dit(src)[1])
 
 
 def _run(capsys, *args: str) -> tuple[int, str]:
@@ -128,7 +124,7 @@ def test_nested_pickled_state_dicts_are_unwrapped(model, src, expected, tmp_path
     torch.save(wrap(model.state_dict()), folder / "model.pth")
     code, err = _run(capsys, "--src", folder, "--out", tmp_path / "out", "--allow-pickle")
     assert code == 0, err
-    got = _flat(load_converted(tmp_path / "out")[2])
+    got = flat(load_converted(tmp_path / "out")[2])
     assert got.keys() == expected.keys()
     for k in expected:
         np.testing.assert_array_equal(got[k], expected[k], err_msg=str(k))
@@ -390,7 +386,7 @@ def test_nonfinite_weights_convert_with_one_warning(model, src, expected, tmp_pa
     assert len(lines) == 1 and lines[0].startswith("warning: "), err
     assert "2 tensor(s) hold NaN or Inf" in lines[0] and str(folder) in lines[0]
     assert "blocks.0.attn1.to_q.weight" in lines[0] and "proj_out.bias" in lines[0]
-    got = _flat(load_converted(tmp_path / "out")[2])
-    assert np.isnan(got[("blocks", "self_attn", "q", "kernel")][0, 0, 0])
-    assert np.isposinf(got[("proj_out", "bias")][1])
-    np.testing.assert_array_equal(got[("patch_embed", "kernel")], expected[("patch_embed", "kernel")])
+    got = flat(load_converted(tmp_path / "out")[2])
+    assert np.isnan(got["blocks/self_attn/q/kernel"][0, 0, 0])
+    assert np.isposinf(got["proj_out/bias"][1])
+    np.testing.assert_array_equal(got["patch_embed/kernel"], expected["patch_embed/kernel"])

@@ -25,6 +25,7 @@ from swapjax.convert.dit import (ORIGINAL_PREFIX, convert_dit, dit_config_from_d
 from swapjax.convert.saved import load_converted
 from swapjax.parallel import MESH_AXES
 from wan_dit_torch import build_reference, save_reference
+from helpers import assert_same_tree, flat
 
 T2V = dict(num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=4, text_dim=32, freq_dim=32,
            ffn_dim=64, num_layers=2)
@@ -35,17 +36,6 @@ CONFIGS = pathlib.Path(__file__).parent.parent.parent / "configs"
 
 def _numpy_state_dict(model) -> dict[str, np.ndarray]:
     return {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
-
-
-def _flat(state) -> dict:
-    return {k: np.asarray(v.get_value()) for k, v in nnx.to_flat_state(state)}
-
-
-def _assert_same_state(a, b):
-    fa, fb = _flat(a), _flat(b)
-    assert fa.keys() == fb.keys()
-    for k in fa:
-        np.testing.assert_array_equal(fa[k], fb[k], err_msg=str(k))
 
 
 def test_table_names_agree_with_diffusers_model_and_its_single_file_converter():
@@ -69,7 +59,7 @@ def test_original_layout_converts_to_the_same_params(tmp_path):
     # No config.json (the original I2V config cannot express a tiny image_dim): the config is given.
     cfg2, state = convert_dit(tmp_path / "original" / "wan.safetensors", cfg=cfg)
     assert cfg2 == cfg
-    _assert_same_state(state, expected)
+    assert_same_tree(state, expected)
 
 
 def test_original_layout_with_original_config_json(tmp_path):
@@ -84,7 +74,7 @@ def test_original_layout_with_original_config_json(tmp_path):
         "in_dim": 4, "out_dim": 4, "text_dim": 32, "num_layers": 2, "eps": 1e-6, "text_len": 512}))
     cfg2, state = convert_dit(src)
     assert cfg2 == cfg
-    _assert_same_state(state, expected)
+    assert_same_tree(state, expected)
     assert detect_kind(src / "model.safetensors") == "dit"
 
 
@@ -148,7 +138,7 @@ def test_cli_converts_saves_and_loads(tmp_path, capsys):
     assert main(["--src", str(src), "--out", str(tmp_path / "out")]) == 0
     kind, cfg, state = load_converted(tmp_path / "out")
     assert kind == "dit" and cfg == dit_config_from_diffusers(T2V)
-    _assert_same_state(state, expected)
+    assert_same_tree(state, expected)
     # logical axes survive the round trip
     assert dict(nnx.to_flat_state(state))[("blocks", "self_attn", "q", "kernel")].out_sharding == (
         "layers", "embed", "heads")
@@ -157,7 +147,7 @@ def test_cli_converts_saves_and_loads(tmp_path, capsys):
     _, _, sharded = load_converted(tmp_path / "out", mesh=mesh)
     kernel = dict(nnx.to_flat_state(sharded))[("blocks", "ffn", "fc1", "kernel")].get_value()
     assert kernel.sharding.spec == jax.sharding.PartitionSpec(None, "fsdp", "tensor")
-    _assert_same_state(sharded, expected)
+    assert_same_tree(sharded, expected)
 
     assert main(["--src", str(src), "--out", str(tmp_path / "bf16"), "--dtype", "bfloat16"]) == 0
     _, cfg16, state16 = load_converted(tmp_path / "bf16")
@@ -209,7 +199,7 @@ def test_sharded_bf16_export_converts_to_the_rounded_params(tmp_path):
     assert len(shards) > 1 and list((tmp_path / "bf16").glob("*.safetensors.index.json"))
     cfg, state = convert_dit(tmp_path / "bf16", dtype="float32")
     assert cfg.param_dtype == "float32"
-    got, want = _flat(state), _flat(expected)
+    got, want = flat(state), flat(expected)
     for k in want:
         assert got[k].dtype == np.float32
         np.testing.assert_array_equal(got[k], want[k].astype(ml_dtypes.bfloat16).astype(np.float32), err_msg=str(k))

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from encoder_fixtures import SENTENCES, rel_err, save_tiny_pipeline
+from encoder_fixtures import SENTENCES, save_tiny_pipeline
+from helpers import rel_err
 from sample_fixtures import CONFIG_PATH
 from swapjax.convert.__main__ import main
 from swapjax.convert.pipeline import MANIFEST

@@ -16,6 +16,7 @@ from swapjax.models.vae_config import VAEConfig
 from swapjax.errors import CheckpointError
 from swapjax.convert.vae import convert_vae, original_name, vae_config_from_diffusers
 from swapjax.parallel import logical_specs
+from helpers import assert_same_tree, flat
 from wan_vae_torch import build_reference
 
 # diffusers' own original->diffusers converter hard-codes this structure (2 res blocks, 4 levels, (1,2,4,4)).
@@ -32,26 +33,22 @@ def reference(tmp_path_factory):
     return path, state_dict
 
 
-def _flat(state):
-    return {path: np.asarray(v[...]) for path, v in nnx.to_flat_state(state)}
-
-
 def test_diffusers_directory_converts_every_tensor(reference):
     path, state_dict = reference
     cfg, state = convert_vae(path)
     assert cfg.base_dim == 4 and cfg.z_dim == 4 and cfg.dim_mult == (1, 2, 4, 4)
     assert cfg.latents_std == pytest.approx([1.0 + 0.1 * i for i in range(4)])
-    flat = _flat(state)
-    assert sum(a.size for a in flat.values()) == sum(a.size for a in state_dict.values())
+    leaves = flat(state)
+    assert sum(a.size for a in leaves.values()) == sum(a.size for a in state_dict.values())
     # Spot-check the layout transforms: Conv3d, per-frame Conv2d, gamma, bias.
     w = state_dict["encoder.conv_in.weight"]  # [O, I, kt, kh, kw]
-    np.testing.assert_array_equal(flat[("encoder", "conv_in", "conv", "kernel")], w.transpose(2, 3, 4, 1, 0))
+    np.testing.assert_array_equal(leaves["encoder/conv_in/conv/kernel"], w.transpose(2, 3, 4, 1, 0))
     w = state_dict["decoder.up_blocks.0.upsamplers.0.resample.1.weight"]  # [O, I, kh, kw]
-    np.testing.assert_array_equal(flat[("decoder", "up_blocks", 0, "upsamplers", 0, "resample", "kernel")],
+    np.testing.assert_array_equal(leaves["decoder/up_blocks/0/upsamplers/0/resample/kernel"],
                                   w.transpose(2, 3, 1, 0))
-    np.testing.assert_array_equal(flat[("encoder", "mid_block", "attentions", 0, "norm", "gamma")],
+    np.testing.assert_array_equal(leaves["encoder/mid_block/attentions/0/norm/gamma"],
                                   state_dict["encoder.mid_block.attentions.0.norm.gamma"].reshape(-1))
-    np.testing.assert_array_equal(flat[("quant_conv", "conv", "bias")], state_dict["quant_conv.bias"])
+    np.testing.assert_array_equal(leaves["quant_conv/conv/bias"], state_dict["quant_conv.bias"])
 
 
 def test_state_carries_logical_axes(reference):
@@ -88,10 +85,7 @@ def test_original_layout_gives_the_same_params(reference, tmp_path, fmt):
             convert_vae(src, cfg=cfg)
         got_cfg, got = convert_vae(src, cfg=cfg, allow_pickle=True)
     assert got_cfg == cfg
-    want_flat, got_flat = _flat(want), _flat(got)
-    assert want_flat.keys() == got_flat.keys()
-    for key in want_flat:
-        np.testing.assert_array_equal(got_flat[key], want_flat[key], err_msg=str(key))
+    assert_same_tree(got, want)
 
 
 def test_mismatches_are_all_listed(reference, tmp_path):
@@ -137,7 +131,7 @@ def test_bf16_checkpoint_loads_into_float32_params(tmp_path):
     _, state = convert_vae(tmp_path)
     assert all(leaf.dtype == np.float32 for leaf in jax.tree.leaves(state))
     w = ref.state_dict()["decoder.conv_out.weight"].float().numpy()
-    np.testing.assert_array_equal(_flat(state)[("decoder", "conv_out", "conv", "kernel")], w.transpose(2, 3, 4, 1, 0))
+    np.testing.assert_array_equal(flat(state)["decoder/conv_out/conv/kernel"], w.transpose(2, 3, 4, 1, 0))
 
 
 def test_bfloat16_params_from_config(reference):
@@ -155,7 +149,8 @@ def test_z_dim_8_export_converts_with_neutral_statistics_and_matches_diffusers(t
     from swapjax.convert.__main__ import main
     from swapjax.convert.saved import load_converted
     from swapjax.models import vae as wan_vae
-    from wan_vae_torch import from_torch_video, rel_err, to_torch_video
+    from helpers import rel_err
+    from wan_vae_torch import from_torch_video, to_torch_video
 
     torch.manual_seed(8)
     ref = AutoencoderKLWan(base_dim=8, z_dim=8, dim_mult=[1, 2], num_res_blocks=1, temperal_downsample=[True]).eval()

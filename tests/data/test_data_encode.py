@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from encoder_fixtures import rel_err, save_tiny_pipeline
+from encoder_fixtures import save_tiny_pipeline
+from helpers import rel_err
 from swapjax.convert.pipeline import convert_pipeline
 from swapjax.data import build, encode, video_io
 from swapjax.data.synthetic import SyntheticClips

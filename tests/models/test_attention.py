@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from swapjax.models.attention import attention
+from helpers import qkv
 
 
 def _reference(q, k, v, mask=None):
@@ -21,20 +22,14 @@ def _reference(q, k, v, mask=None):
     return np.einsum("bnqk,bknh->bqnh", w, v)
 
 
-def _qkv(b, tq, tk, n, h, seed=0):
-    ks = jax.random.split(jax.random.key(seed), 3)
-    return (jax.random.normal(ks[0], (b, tq, n, h)), jax.random.normal(ks[1], (b, tk, n, h)),
-            jax.random.normal(ks[2], (b, tk, n, h)))
-
-
 def test_xla_matches_reference_and_scales_by_inverse_sqrt_head_dim():
-    q, k, v = _qkv(2, 10, 7, 3, 8)
+    q, k, v = qkv(2, 10, 7, 3, 8)
     np.testing.assert_allclose(attention(q, k, v, backend="xla"), _reference(q, k, v), atol=1e-5)
 
 
 @pytest.mark.parametrize("mask_shape", [(10, 7), (2, 1, 10, 7), (2, 3, 10, 7)])
 def test_xla_boolean_mask(mask_shape):
-    q, k, v = _qkv(2, 10, 7, 3, 8, seed=1)
+    q, k, v = qkv(2, 10, 7, 3, 8, seed=1)
     mask = np.random.default_rng(0).random(mask_shape) < 0.6
     mask[..., 0] = True  # no fully masked row
     out = attention(q, k, v, backend="xla", mask=jnp.asarray(mask))
@@ -48,7 +43,7 @@ def test_xla_boolean_mask(mask_shape):
 
 def test_splash_equals_xla_unaligned_lengths():
     """Lengths that are not block multiples (padding + segment ids), Tq != Tk, several heads, and gradients."""
-    q, k, v = _qkv(2, 100, 70, 2, 16, seed=2)
+    q, k, v = qkv(2, 100, 70, 2, 16, seed=2)
     ref = attention(q, k, v, backend="xla")
     out = jax.jit(lambda q, k, v: attention(q, k, v, backend="splash"))(q, k, v)
     np.testing.assert_allclose(out, ref, atol=1e-5, rtol=0)
@@ -62,7 +57,7 @@ def test_splash_equals_xla_unaligned_lengths():
 
 def test_splash_equals_xla_with_per_batch_mask():
     """A static (numpy) mask that differs per sample: splash builds one NumpyMask per (sample, head)."""
-    q, k, v = _qkv(2, 40, 150, 2, 16, seed=3)
+    q, k, v = qkv(2, 40, 150, 2, 16, seed=3)
     mask = np.random.default_rng(1).random((2, 1, 40, 150)) < 0.5
     mask[..., 0] = True
     ref = attention(q, k, v, backend="xla", mask=mask)
@@ -73,7 +68,7 @@ def test_splash_equals_xla_with_per_batch_mask():
 def test_splash_refuses_a_traced_mask():
     """Splash plans its blocks from the mask before tracing: a mask only known inside jit gets a clear error (xla
     takes it)."""
-    q, k, v = _qkv(1, 8, 8, 1, 8, seed=4)
+    q, k, v = qkv(1, 8, 8, 1, 8, seed=4)
     mask = jnp.asarray(np.tril(np.ones((8, 8), bool)))
     with pytest.raises(ValueError, match="'splash' takes a static mask .* traced array: build it with numpy"):
         jax.jit(lambda q, k, v, m: attention(q, k, v, backend="splash", mask=m))(q, k, v, mask)
@@ -82,7 +77,7 @@ def test_splash_refuses_a_traced_mask():
 
 
 def test_backend_errors(unchecked):
-    q, k, v = _qkv(1, 4, 4, 1, 8)
+    q, k, v = qkv(1, 4, 4, 1, 8)
     with pytest.raises(ValueError, match="needs a CUDA GPU"):
         attention(q, k, v, backend="cudnn")
     with pytest.raises(ValueError, match="unknown"):
@@ -100,7 +95,7 @@ def test_splash_under_a_mesh_runs_per_device_and_equals_one_device(monkeypatch):
     from swapjax.parallel import LOGICAL_AXIS_RULES, MeshConfig, logical_spec, make_mesh
 
     mesh = make_mesh(MeshConfig(data=2, fsdp=1, tensor=2, sequence=2), jax.devices()[:8])
-    q, k, v = _qkv(2, 40, 40, 2, 8, seed=5)
+    q, k, v = qkv(2, 40, 40, 2, 8, seed=5)
     shapes = []
     kernel = attention_lib._splash
     monkeypatch.setattr(attention_lib, "_splash", lambda q, k, v, m: shapes.append(q.shape) or kernel(q, k, v, m))

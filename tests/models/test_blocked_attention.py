@@ -13,14 +13,9 @@ import swapjax.models.attention as attention_module
 from swapjax.models.attention import attention, per_shard
 from swapjax.models.blocked_attention import blocked_attention
 from swapjax.parallel import MeshConfig, logical_spec, make_mesh
+from helpers import assert_rel_close, qkv
 
 TOL = 1e-6  # max |Δ| relative to max |reference|
-
-
-def _qkv(b, tq, tk, n, h, seed=0):
-    ks = jax.random.split(jax.random.key(seed), 3)
-    return (jax.random.normal(ks[0], (b, tq, n, h)), jax.random.normal(ks[1], (b, tk, n, h)),
-            jax.random.normal(ks[2], (b, tk, n, h)))
 
 
 def _reference(q, k, v, mask=None):
@@ -39,9 +34,7 @@ def _out_and_grads(fn):
 
 
 def _assert_close(got, want, what):
-    got, want = np.asarray(got), np.asarray(want)
-    err = np.abs(got - want).max() / np.abs(want).max()
-    assert err <= TOL, f"{what}: max|Δ| / max|ref| = {err:.2e}"
+    assert_rel_close(got, want, TOL, what)
 
 
 def _check(got, want):
@@ -60,14 +53,14 @@ def _check_against_reference(q, k, v, mask, block_q):
 @pytest.mark.parametrize("shape", [(2, 37, 23, 3, 8, 8), (2, 50, 70, 2, 16, 64), (1, 96, 20, 1, 32, 40)])
 def test_equals_reference_forward_and_gradient(shape):
     *dims, block_q = shape
-    _check_against_reference(*_qkv(*dims, seed=sum(shape)), None, block_q)
+    _check_against_reference(*qkv(*dims, seed=sum(shape)), None, block_q)
 
 
 @pytest.mark.parametrize("mask_shape", [(2, 1, 37, 23), (1, 3, 37, 23)])
 def test_equals_reference_with_masks_including_a_fully_masked_row(mask_shape):
     """Masked logits take jax's large negative value, so a fully masked row averages every value there as here;
     its logits are constants, so no gradient reaches q or k through it."""
-    q, k, v = _qkv(2, 37, 23, 3, 8, seed=5)
+    q, k, v = qkv(2, 37, 23, 3, 8, seed=5)
     mask = np.random.default_rng(0).random(mask_shape) < 0.5
     mask[..., 4, :] = False
     _check_against_reference(q, k, v, jnp.asarray(mask), 8)
@@ -84,7 +77,7 @@ def test_attention_uses_the_blocked_path_above_block_q_and_matches_the_reference
 
     monkeypatch.setattr(attention_module, "BLOCK_Q", 16)
     monkeypatch.setattr(attention_module, "blocked_attention", counted)
-    q, k, v = _qkv(2, 40, 30, 2, 8, seed=6)
+    q, k, v = qkv(2, 40, 30, 2, 8, seed=6)
     mask = np.random.default_rng(1).random((30,)) < 0.7  # a key mask, broadcast over queries
     both = jax.jit(lambda q, k, v: (attention(q, k, v), attention(q, k, v, mask=mask)))
     got, want = both(q, k, v), jax.jit(lambda q, k, v: (_reference(q, k, v), _reference(q, k, v, mask)))(q, k, v)
@@ -102,7 +95,7 @@ def test_sequence_parallel_runs_per_device_and_equals_one_device(mesh_config):
     over `sequence`, batch over `data`, heads over `tensor`) and every key; outputs and gradients equal the
     unsharded reference."""
     mesh = make_mesh(mesh_config)
-    q, k, v = _qkv(2, 48, 48, 2, 8, seed=7)
+    q, k, v = qkv(2, 48, 48, 2, 8, seed=7)
     mask = jnp.asarray(np.random.default_rng(2).random((2, 1, 48, 48)) < 0.8)
     local_shapes = []
 
@@ -126,7 +119,7 @@ def test_sizes_that_do_not_divide_the_mesh_fall_back_to_whole_arrays():
     """A query length the `sequence` axis does not divide: no shard_map (the compiler places the work), same
     numbers."""
     mesh = make_mesh(MeshConfig(data=1, sequence=8))
-    q, k, v = _qkv(1, 20, 20, 2, 8, seed=8)
+    q, k, v = qkv(1, 20, 20, 2, 8, seed=8)
     seen = []
 
     def recorded(q, k, v, mask):

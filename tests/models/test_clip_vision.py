@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from encoder_fixtures import rel_err, tiny_clip, tiny_processor
+from encoder_fixtures import tiny_clip, tiny_processor
+from helpers import rel_err
 from swapjax.errors import CheckpointError
 from swapjax.convert.clip_vision import clip_vision_config_to_json, convert_clip_vision
 from swapjax.models.clip_preprocess import ClipPreprocess, preprocess_image

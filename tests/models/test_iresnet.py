@@ -16,6 +16,7 @@ from swapjax.convert.iresnet import convert_iresnet, iresnet_config_from_shapes
 from swapjax.models.image_encoder import (IMAGE_ENCODERS, SmallEncoderConfig, SmallImageEncoder,
                                           build_image_encoder, encode_images)
 from swapjax.models.iresnet import IResNet, IResNetConfig, abstract_iresnet, iresnet_config
+from helpers import rel_err
 
 LAYERS, WIDTH, FEATURES = (2, 1, 3, 1), 8, 16  # every stage starts with a downsampling block; 3 exercises the scan
 
@@ -103,7 +104,7 @@ def test_parity_with_torch_reference(torch_checkpoint):
     with torch.no_grad():
         want = model(torch.from_numpy(images).permute(0, 3, 1, 2)).numpy()
     got = np.asarray(jax.jit(lambda m, x: m(x))(ours, jnp.asarray(images)))
-    rel = np.abs(got - want).max() / np.abs(want).max()
+    rel = rel_err(got, want)
     print(f"IResNet parity: max relative error {rel:.2e}")
     assert got.shape == (2, FEATURES)
     assert rel <= 1e-5

@@ -12,6 +12,7 @@ import pytest
 
 from swapjax.convert.dit import convert_dit
 from swapjax.models.dit import abstract_dit, dit_apply
+from helpers import rel_err
 from wan_dit_torch import build_reference, run_reference, save_reference
 
 TOL = 1e-5
@@ -53,7 +54,7 @@ def test_matches_diffusers(name, tmp_path):
     graphdef, _ = abstract_dit(cfg)
     out = np.asarray(jax.jit(dit_apply, static_argnums=0)(graphdef, state, latents, t, context, image))
     assert out.shape == ref.shape == (*latents.shape[:4], case[0]["out_channels"])
-    err = np.abs(out - ref).max() / np.abs(ref).max()
+    err = rel_err(out, ref)
     assert err <= TOL, f"{name}: max|Δ|/max|ref| = {err:.2e}"
 
 

@@ -19,7 +19,8 @@ from flax import nnx
 
 from swapjax.convert.vae import convert_vae
 from swapjax.models import vae as wan_vae
-from wan_vae_torch import build_reference, from_torch_video, rel_err, to_torch_video
+from helpers import rel_err
+from wan_vae_torch import build_reference, from_torch_video, to_torch_video
 
 TOL = 1e-5
 CONFIGS = {

@@ -24,7 +24,8 @@ from swapjax.models.swap import SwapDiT, SwapInputs, abstract_swap
 from swapjax.parallel import LOGICAL_AXIS_RULES
 from swap_reference import one_way_attention, one_way_mask, single_pass_tokens
 from swap_fixtures import (ALL_ON, CONFIGS, DIT, SWAP, TINY, dense_single_pass, inputs, only, prefix_cache,
-                           random_state, rel_err, single_pass, video_step)
+                           random_state, single_pass, video_step)
+from helpers import rel_err
 from wan_dit_torch import build_reference, run_reference, save_reference
 
 BACKENDS = ["xla", "splash"]  # the backends that run on CPU (splash in interpret mode)

@@ -11,8 +11,8 @@ import numpy as np
 from swapjax.models.fused_inputs import fuse_video_inputs, pack_mask, prefix_inputs
 from swapjax.models.swap import SwapInputs, null_prefix, swap_video_step
 from swap_reference import concat_caches
-from swap_fixtures import (ALL_ON, DIT, SWAP, apply, inputs, prefix_cache, random_state, rel_err, single_pass,
-                           video_step)
+from swap_fixtures import ALL_ON, DIT, SWAP, apply, inputs, prefix_cache, random_state, single_pass, video_step
+from helpers import rel_err
 
 B, F, H, W = 2, 9, 32, 32  # 9 frames -> 3 latent frames of 4x4
 GUIDANCE = 3.0

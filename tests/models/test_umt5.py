@@ -13,7 +13,8 @@ import pytest
 import torch
 from flax import nnx
 
-from encoder_fixtures import SENTENCES, rel_err, tiny_tokenizer, tiny_umt5
+from encoder_fixtures import SENTENCES, tiny_tokenizer, tiny_umt5
+from helpers import rel_err
 from swapjax.errors import CheckpointError
 from swapjax.convert.umt5 import convert_umt5, umt5_config_to_json
 from swapjax.models.dit import param_count
