@@ -63,7 +63,8 @@ def arm_configs(vae_steps: int, steps: int, quick: bool, seed: int = 0):
     train = dataclasses.replace(demo.train, steps=steps, vae_steps=vae_steps, checkpoint_every=steps,
                                 vae_stat_batches=2 if quick else demo.train.vae_stat_batches, progress=False,
                                 log_every=max(1, min(demo.train.log_every, steps)))
-    sample = dataclasses.replace(demo.sample, progress=False, **({"num_steps": 2} if quick else {}))
+    sampler = dataclasses.replace(demo.sample.sampler, num_steps=2) if quick else demo.sample.sampler
+    sample = dataclasses.replace(demo.sample, progress=False, sampler=sampler)
     data = dataclasses.replace(demo.data, num_synthetic_clips=TRAIN_CLIPS)
     pose = swap.conditions.with_kwargs("pose")
     if quick:  # tiny model: the run shows the plumbing works, not that the condition is learned

@@ -237,7 +237,7 @@ def test_two_branch_velocity():
                                flow.cfg_velocity(v_ref, v_null, 4.0) + (v_full - v_ref))
 
 
-def test_sampler_config_validation():
+def test_sampler_config_validation(unchecked):
     cfg = flow.SamplerConfig(solver="euler", num_steps=10, shift=5.0)
     assert hash(cfg) == hash(flow.SamplerConfig(solver="euler", num_steps=10, shift=5.0))
     with pytest.raises(ConfigError, match=r"SamplerConfig.solver \('ddim'\) must be one of \('euler', 'unipc'\)"):

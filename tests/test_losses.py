@@ -31,8 +31,12 @@ def test_flow_matching_is_the_mean_squared_velocity_error():
     np.testing.assert_allclose(flow_matching_loss(v_pred, v_target), [7.5, 1.0])
     loss, metrics = total_loss(LossConfig(), LossInputs(v_pred, v_target))
     np.testing.assert_allclose([loss, metrics["loss/flow_matching"]], [4.25, 4.25])
+
+
+def test_flow_matching_names_disagreeing_shapes(unchecked):
+    v_pred = jnp.zeros((2, 1, 1, 2, 2))
     with pytest.raises(ValueError, match="must both be"):
-        flow_matching_loss(v_pred, v_target[:, :, :, :1])
+        flow_matching_loss(v_pred, v_pred[:, :, :, :1])
 
 
 # ------------------------------------------------------------------------------------------ pooling
@@ -78,8 +82,12 @@ def test_region_loss_empty_mask_and_batch_one_stay_finite():
     cfg = LossConfig(flow_matching_weight=0.0, region_weight=1.0, region_lambda=3.0)
     grad = jax.grad(lambda v: total_loss(cfg, LossInputs(v, 0 * v, subject_mask=empty))[0])(v_pred)
     np.testing.assert_allclose(grad, 2 * v_pred / 4)  # only the whole-video mean remains
+
+
+def test_region_loss_names_a_mask_of_the_wrong_rank(unchecked):
+    v_pred = latent([[[1.0, 2.0], [3.0, 4.0]]])
     with pytest.raises(ValueError, match=r"subject_mask has shape \(1, 2, 2\)"):
-        region_reweighted_loss(v_pred, 0 * v_pred, empty[0], 1.0)
+        region_reweighted_loss(v_pred, 0 * v_pred, jnp.zeros((1, 2, 2)), 1.0)
 
 
 # ---------------------------------------------------------------------------------------- coherence
@@ -144,7 +152,7 @@ def test_coherence_variants_are_options_with_their_own_hand_values():
     np.testing.assert_allclose(got, (5 * 98 + 2 * 160) / 129 / 2, rtol=1e-6)
 
 
-def test_coherence_chunks_of_several_latent_frames_and_shape_errors():
+def test_coherence_chunks_of_several_latent_frames():
     # 3 latent frames (9 pixel frames), chunks of 2 latent frames: chunk 0 = latent {0, 1} = pixel 0..4,
     # chunk 1 = latent {2} = pixel 5..8
     v_pred = latent([[[1.0]], [[3.0]], [[2.0]]])  # errors 1, 9, 4 -> chunk means 5, 4
@@ -152,6 +160,10 @@ def test_coherence_chunks_of_several_latent_frames_and_shape_errors():
     # Q_0 = (1 + 4·2)/5 = 9/5; Q_1 = 4; loss = 9/5·5 + 4·4 = 25
     got = identity_coherence_loss(v_pred, 0 * v_pred, jnp.asarray([cos]), delta=DELTA, chunk_frames=2)
     np.testing.assert_allclose(got, [25.0], rtol=1e-6)
+
+
+def test_coherence_shape_errors_are_named(unchecked):
+    v_pred = latent([[[1.0]], [[3.0]], [[2.0]]])  # 3 latent frames: 9 pixel frames
     with pytest.raises(ValueError, match=r"frame_cos has 8 frames for 3 latent frames: expected \(f − 1\)·T \+ 1"):
         identity_coherence_loss(v_pred, 0 * v_pred, jnp.ones((1, 8)), delta=DELTA)
     with pytest.raises(ValueError, match=r"frame_cos has shape \(2, 9\): expected \[B, F\] with B = 1"):
