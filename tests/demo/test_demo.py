@@ -58,7 +58,7 @@ def test_goals_pass_and_fail_on_the_means():
     assert figures["subject colour closer to the reference"].passed
     assert math.isclose(figures["subject centroid error"].value, 1.1) and figures["subject centroid error"].passed
     assert figures["masked-region PSNR vs ground truth"].passed is None  # reported, no goal
-    assert all_passed(figures.values()) == all(f.passed for f in figures.values() if f.passed is not None)
+    assert all_passed(list(figures.values())) == all(f.passed for f in figures.values() if f.passed is not None)
     text = goals_text(list(figures.values()))
     assert "| subject centroid error | 1.10 px | <= 2 px | PASS |" in text
 

@@ -9,12 +9,16 @@ from swapjax import metrics
 from swapjax.evaluate.baseline import vae_reconstruction
 from swapjax.evaluate.scores import score_case
 from swapjax.sample.config import SampleConfig
+from swapjax.sample.engine import Engine
 from swapjax.sample.inputs import JobInputs
 from swapjax.sample.pipeline import SwapResult
 
 
-class _LosslessEngine:
+class _LosslessEngine(Engine):
     """Stands in for `Engine`: its "latents" are the pixels, so a reconstruction must equal the model input."""
+
+    def __init__(self):  # no models
+        pass
 
     def encode(self, video, desc="encode"):
         assert video.shape[1] % 4 == 1, "the VAE takes 1 mod 4 frames"

@@ -42,7 +42,7 @@ def test_power_law_fit_recovers_a_known_law_on_the_frontier():
     compute = np.array([1e6, 1e6, 1e7, 1e7, 1e8])
     best = 3.0 * compute ** -0.1
     losses = np.where([True, False, False, True, True], best, best * 1.2)  # one worse run per shared budget
-    c, l = frontier(compute, compute, losses)
+    c, l = frontier(compute.tolist(), compute.tolist(), losses.tolist())  # run rows hold plain numbers
     assert c.tolist() == [1e6, 1e7, 1e8] and np.allclose(l, 3.0 * c ** -0.1)
     law = fit_power_law(c, l)
     assert law.a == pytest.approx(3.0) and law.b == pytest.approx(0.1) and law.r2 == pytest.approx(1.0)
