@@ -64,10 +64,11 @@ def test_same_clip_same_anchor_prefix_in_training_and_sampling():
     np.testing.assert_array_equal(np.asarray(sampled[:1]), np.asarray(trained))  # the conditional branch
 
 
-class _RecordingEngine:
-    """Stands in for `Engine` in `pipeline._sample_windows`: records each window's anchor, returns known latents."""
+class _RecordingEngine(Engine):
+    """Stands in for `Engine` in `pipeline._sample_windows` (a subclass, so the annotations hold; no model is
+    built): records each window's anchor, returns known latents."""
 
-    def __init__(self, swap):
+    def __init__(self, swap):  # noqa: the real Engine's __init__ (models, compiled steps) is not wanted here
         self.swap, self.anchors, self.latents = swap, [], []
 
     def generate_window(self, window: WindowInputs, key, scales) -> Generated:

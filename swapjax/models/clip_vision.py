@@ -26,7 +26,7 @@ from swapjax.models.activations import activation
 from swapjax.models.attention import attention
 from swapjax.models.clip_vision_config import ClipVisionConfig
 from swapjax.models.layer_adapters import stacked
-from swapjax.models.layers import DTYPES, LayerNorm, dense
+from swapjax.models.layers import DTYPES, LayerNorm, ModelState, dense
 from swapjax.parallel import sharded_init
 
 
@@ -104,7 +104,7 @@ class ClipVision(nnx.Module):
         return x.astype(jnp.float32)
 
 
-def clip_image_tokens(graphdef: nnx.GraphDef, state: nnx.State, pixels: Float[ArrayLike, "b s s c"]
+def clip_image_tokens(graphdef: nnx.GraphDef, state: ModelState, pixels: Float[ArrayLike, "b s s c"]
                       ) -> Float[Array, "b l d"]:
     """Pure forward: image tokens `[B, 1 + n, D]` (float32); jit with graphdef static. Pixels and parameter
     leaves may be numpy (a converted checkpoint's are): they become `jax.Array`s here (a no-op under jit)."""

@@ -37,7 +37,7 @@ from swapjax.models.embeddings import (ImageEmbedding, PatchEmbed, TextEmbedding
                                        unpatchify)
 from swapjax.models.layer_adapters import stacked
 from swapjax.models.layer_inputs import LayerInputs
-from swapjax.models.layers import DTYPES, dense, layer_norm
+from swapjax.models.layers import DTYPES, ModelState, dense, layer_norm
 from swapjax.parallel import sharded_init
 
 
@@ -154,7 +154,7 @@ class WanDiT(nnx.Module):
         return unpatchify(out, grid, self.cfg.patch_size).astype(jnp.float32)
 
 
-def dit_apply(graphdef: nnx.GraphDef, state: nnx.State, latents: Float[ArrayLike, "b f h w c"],
+def dit_apply(graphdef: nnx.GraphDef, state: ModelState, latents: Float[ArrayLike, "b f h w c"],
               t: Float[ArrayLike, "b"] | Float[ArrayLike, "b l"], context: Float[ArrayLike, "b lt ct"],
               image_context: Float[ArrayLike, "b li ci"] | None = None) -> Float[Array, "b f h w co"]:
     """Pure forward: `nnx.merge(graphdef, state)(latents, t, context, image_context)`; jit with graphdef static.

@@ -7,7 +7,7 @@ back float32; callers cast to their compute dtype where the reference does.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Mapping, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +16,10 @@ from jaxtyping import Array, Float
 
 from swapjax.models.linear_product import linear_dot_general
 from swapjax.parallel import constrain, sharded_init
+
+# A model's parameters as the functional API takes them: an `nnx.State`, or its pure dict
+# (`nnx.to_pure_dict`, what training's `TrainState.params` and the checkpoints hold); `nnx.merge` reads both.
+ModelState = Union[nnx.State, Mapping[str, Any]]
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 

@@ -49,6 +49,7 @@ from swapjax.models.dit_config import DiTConfig
 from swapjax.models.embeddings import unpatchify
 from swapjax.models.layer_inputs import LayerInputs, combine
 from swapjax.models.swap_config import SwapConfig, validate_swap
+from swapjax.models.layers import ModelState
 
 
 class SwapInputs(NamedTuple):
@@ -222,19 +223,19 @@ def null_prefix(z_r: Float[ArrayLike, "b 1 h w z"] | None, swap: SwapConfig,
                          anchor_present, **kw)
 
 
-def swap_prefix_cache(graphdef: nnx.GraphDef, state: nnx.State, inputs: SwapInputs) -> PrefixCache:
+def swap_prefix_cache(graphdef: nnx.GraphDef, state: ModelState, inputs: SwapInputs) -> PrefixCache:
     """Pure `SwapDiT.prefix_cache`; jit with graphdef static. Parameter leaves may be numpy (a converted
     checkpoint's are), as may the inputs: they become `jax.Array`s (a no-op under jit)."""
     return nnx.merge(graphdef, jax.tree.map(jnp.asarray, state)).prefix_cache(inputs)
 
 
-def swap_video_step(graphdef: nnx.GraphDef, state: nnx.State, cache: PrefixCache, fused: Float[ArrayLike, "b f h w c"],
+def swap_video_step(graphdef: nnx.GraphDef, state: ModelState, cache: PrefixCache, fused: Float[ArrayLike, "b f h w c"],
                     t: Float[ArrayLike, "b"] | Float[ArrayLike, "b l"]) -> Float[Array, "b f h w co"]:
     """Pure `SwapDiT.video_forward` (one sampling step's model call); jit with graphdef static."""
     return nnx.merge(graphdef, jax.tree.map(jnp.asarray, state)).video_forward(cache, fused, t)
 
 
-def swap_apply(graphdef: nnx.GraphDef, state: nnx.State, inputs: SwapInputs) -> jax.Array:
+def swap_apply(graphdef: nnx.GraphDef, state: ModelState, inputs: SwapInputs) -> jax.Array:
     """Pure training forward `SwapDiT.__call__`; jit with graphdef static."""
     return nnx.merge(graphdef, jax.tree.map(jnp.asarray, state))(inputs)
 

@@ -29,7 +29,7 @@ from jaxtyping import Array, Float, Int
 
 from swapjax.models.activations import activation, rms_scale
 from swapjax.models.layer_adapters import stacked
-from swapjax.models.layers import DTYPES
+from swapjax.models.layers import DTYPES, ModelState
 from swapjax.models.umt5_config import UMT5Config
 from swapjax.parallel import sharded_init
 
@@ -142,7 +142,7 @@ class UMT5Encoder(nnx.Module):
         return t5_norm(x, self.final_norm[...], cfg.layer_norm_epsilon, jnp.float32)
 
 
-def umt5_apply(graphdef: nnx.GraphDef, state: nnx.State, ids: Int[ArrayLike, "b l"], mask: Int[ArrayLike, "b l"]
+def umt5_apply(graphdef: nnx.GraphDef, state: ModelState, ids: Int[ArrayLike, "b l"], mask: Int[ArrayLike, "b l"]
                ) -> Float[Array, "b l d"]:
     """Pure forward (`last_hidden_state`, float32 `[B, L, D]`); jit with graphdef static. Inputs and parameter
     leaves may be numpy (a converted checkpoint's are): they become `jax.Array`s here (a no-op under jit)."""
@@ -150,7 +150,7 @@ def umt5_apply(graphdef: nnx.GraphDef, state: nnx.State, ids: Int[ArrayLike, "b 
     return nnx.merge(graphdef, state)(ids, mask)
 
 
-def prompt_embeddings(graphdef: nnx.GraphDef, state: nnx.State, ids: Int[ArrayLike, "b l"],
+def prompt_embeddings(graphdef: nnx.GraphDef, state: ModelState, ids: Int[ArrayLike, "b l"],
                       mask: Int[ArrayLike, "b l"]) -> Float[Array, "b l d"]:
     """The DiT's text context: `umt5_apply` with every position past the prompt (mask 0) set to zero."""
     mask = jnp.asarray(mask)

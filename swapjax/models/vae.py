@@ -29,6 +29,7 @@ from jaxtyping import Array, Float
 
 from swapjax.models.vae_config import VAEConfig
 from swapjax.models.vae_blocks import AttentionBlock, Cache, CausalConv3d, Resample, ResidualBlock, RMSNorm
+from swapjax.models.layers import ModelState
 
 LOGVAR_RANGE = (-30.0, 20.0)  # diffusers' DiagonalGaussianDistribution clamps log-variance to this range
 
@@ -192,7 +193,7 @@ def check_latents(z, cfg: VAEConfig) -> None:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def vae_encode(graphdef: nnx.GraphDef, state: nnx.State, video: Float[Array, "b f h w 3"]
+def vae_encode(graphdef: nnx.GraphDef, state: ModelState, video: Float[Array, "b f h w 3"]
                ) -> tuple[Float[Array, "b t i j z"], Float[Array, "b t i j z"]]:
     """Whole clip in one pass: video `[B, F, H, W, 3]` -> (mean, logvar), each `[B, f, h, w, z_dim]` float32."""
     model = nnx.merge(graphdef, state)
@@ -202,7 +203,7 @@ def vae_encode(graphdef: nnx.GraphDef, state: nnx.State, video: Float[Array, "b 
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def vae_decode(graphdef: nnx.GraphDef, state: nnx.State, z: Float[Array, "b t i j z"]
+def vae_decode(graphdef: nnx.GraphDef, state: ModelState, z: Float[Array, "b t i j z"]
                ) -> Float[Array, "b f h w 3"]:
     """Whole clip in one pass: latents `[B, f, h, w, z_dim]` -> video `[B, F, H, W, 3]` in [-1, 1] float32."""
     model = nnx.merge(graphdef, state)
@@ -215,22 +216,22 @@ def vae_decode(graphdef: nnx.GraphDef, state: nnx.State, z: Float[Array, "b t i 
 
 
 @functools.partial(jax.jit, static_argnums=0, donate_argnums=3)
-def encode_step(graphdef: nnx.GraphDef, state: nnx.State, video: jax.Array, cache: Cache):
+def encode_step(graphdef: nnx.GraphDef, state: ModelState, video: jax.Array, cache: Cache):
     """One encoder chunk: video `[B, T, H, W, 3]` (+ cache, None at the start) -> (mean, logvar, cache)."""
     return nnx.merge(graphdef, state).encode(video, cache)
 
 
 @functools.partial(jax.jit, static_argnums=0, donate_argnums=3)
-def decode_step(graphdef: nnx.GraphDef, state: nnx.State, z: jax.Array, cache: Cache):
+def decode_step(graphdef: nnx.GraphDef, state: ModelState, z: jax.Array, cache: Cache):
     """One decoder chunk: latents `[B, t, h, w, z]` (+ cache, None at the start) -> (video, cache)."""
     return nnx.merge(graphdef, state).decode(z, cache)
 
 
-def _cfg(graphdef: nnx.GraphDef, state: nnx.State) -> VAEConfig:
+def _cfg(graphdef: nnx.GraphDef, state: ModelState) -> VAEConfig:
     return nnx.merge(graphdef, state).cfg
 
 
-def encode_chunks(graphdef: nnx.GraphDef, state: nnx.State, video, *, chunk_frames: int = 4
+def encode_chunks(graphdef: nnx.GraphDef, state: ModelState, video, *, chunk_frames: int = 4
                   ) -> Iterator[tuple[jax.Array, jax.Array]]:
     """Yields (mean, logvar) per chunk: first for frame 0 (`[B, 1, h, w, z]`), then for each `chunk_frames`
     pixel frames (`[B, chunk_frames / 4, h, w, z]`). `video` may live on the host (numpy)."""
@@ -245,7 +246,7 @@ def encode_chunks(graphdef: nnx.GraphDef, state: nnx.State, video, *, chunk_fram
         yield mean, logvar
 
 
-def decode_chunks(graphdef: nnx.GraphDef, state: nnx.State, z, *, chunk_latents: int = 1
+def decode_chunks(graphdef: nnx.GraphDef, state: ModelState, z, *, chunk_latents: int = 1
                   ) -> Iterator[jax.Array]:
     """Yields pixel chunks: `[B, 1, H, W, 3]` for latent frame 0, then `[B, 4 * chunk_latents, H, W, 3]`."""
     cfg = _cfg(graphdef, state)
@@ -259,14 +260,14 @@ def decode_chunks(graphdef: nnx.GraphDef, state: nnx.State, z, *, chunk_latents:
         yield video
 
 
-def vae_encode_chunked(graphdef: nnx.GraphDef, state: nnx.State, video, *, chunk_frames: int = 4
+def vae_encode_chunked(graphdef: nnx.GraphDef, state: ModelState, video, *, chunk_frames: int = 4
                        ) -> tuple[jax.Array, jax.Array]:
     """`encode_chunks` concatenated: same result as `vae_encode`, bounded activation memory."""
     means, logvars = zip(*encode_chunks(graphdef, state, video, chunk_frames=chunk_frames))
     return jnp.concatenate(means, axis=1), jnp.concatenate(logvars, axis=1)
 
 
-def vae_decode_chunked(graphdef: nnx.GraphDef, state: nnx.State, z, *, chunk_latents: int = 1) -> jax.Array:
+def vae_decode_chunked(graphdef: nnx.GraphDef, state: ModelState, z, *, chunk_latents: int = 1) -> jax.Array:
     """`decode_chunks` concatenated: same result as `vae_decode`, bounded activation memory."""
     return jnp.concatenate(list(decode_chunks(graphdef, state, z, chunk_latents=chunk_latents)), axis=1)
 
