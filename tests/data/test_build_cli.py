@@ -151,8 +151,11 @@ def test_signal_while_writing_removes_the_partial_dataset(tmp_path, signum, code
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("untouched")
     before = snapshot(tmp_path / "out")
+    # Ctrl-C as a terminal delivers it: the child starts with SIGINT's default action even where the suite was
+    # started from a background shell, whose children inherit SIGINT ignored.
     child = subprocess.Popen([sys.executable, "-c", _STALLING_BUILD, "--src", str(src), "--out",
-                              str(tmp_path / "out")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              str(tmp_path / "out")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         for line in child.stdout:  # TFDS prints its own progress lines first
             if line.strip() == "writing":
