@@ -16,12 +16,14 @@ bad input; anything else is a bug and keeps its traceback. This module imports o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import enum
 import os
 import pathlib
 import shutil
 import sys
+import threading
 from typing import Any, Callable, Iterable
 
 from swapjax.errors import SwapjaxError, foreign_message
@@ -78,7 +80,8 @@ def run_main(body: Callable[[], int], creates: Iterable[str | os.PathLike | None
     """Runs `body` (which returns an exit code) under the shared policy of the module docstring."""
     fresh = [_outermost_missing(pathlib.Path(p).absolute()) for p in creates if p is not None and _missing(p)]
     try:
-        code = body()
+        with _closed_loop_echoes_dropped():
+            code = body()
     except SwapjaxError as err:
         return _fail(str(err), fresh)
     except Exception as err:
@@ -89,6 +92,34 @@ def run_main(body: Callable[[], int], creates: Iterable[str | os.PathLike | None
     if code == EXIT_BAD_INPUT:
         _remove(fresh)
     return code
+
+
+def _is_closed_loop_echo(err: BaseException | None) -> bool:
+    return isinstance(err, RuntimeError) and str(err) == "Event loop is closed"
+
+
+@contextlib.contextmanager
+def _closed_loop_echoes_dropped():
+    """While the body runs, tensorstore's callbacks that land in orbax's already closed event loop (after orbax
+    gave up on a truncated checkpoint, or finished a save) print `RuntimeError: Event loop is closed` tracebacks
+    from their threads, through whichever hook reaches them; those alone are dropped, anything else is kept."""
+    hooks = sys.unraisablehook, sys.excepthook, threading.excepthook
+
+    def unraisable(u) -> None:
+        if not _is_closed_loop_echo(u.exc_value):
+            hooks[0](u)
+
+    def excepthook(kind, value, tb) -> None:
+        if not _is_closed_loop_echo(value):
+            hooks[1](kind, value, tb)
+
+    def thread_hook(args) -> None:
+        if not _is_closed_loop_echo(args.exc_value):
+            hooks[2](args)
+
+    sys.unraisablehook, sys.excepthook, threading.excepthook = unraisable, excepthook, thread_hook
+    yield  # kept after a failure: the echoes come while and after the error is reported; the process then ends
+    sys.unraisablehook, sys.excepthook, threading.excepthook = hooks
 
 
 def _fail(message: str, fresh: list[pathlib.Path]) -> int:
