@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import dataclasses
 import enum
+import logging
 import os
 import pathlib
 import shutil
@@ -127,6 +128,8 @@ def _fail(message: str, fresh: list[pathlib.Path]) -> int:
     # event loop) may still be collected before exit and print "Exception ignored in ..." tracebacks under the
     # one line; those are echoes of the error already reported.
     sys.unraisablehook = lambda unraisable: None
+    # ... and asyncio logs orbax's abandoned read futures ("exception was never retrieved") when they are collected.
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL + 1)
     _remove(fresh)
     say(message)
     return EXIT_BAD_INPUT
