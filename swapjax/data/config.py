@@ -6,7 +6,12 @@ from __future__ import annotations
 import dataclasses
 
 from swapjax.errors import require
-from swapjax.data.synthetic_assets import BACKGROUND_KINDS, TEXTURE_KINDS
+from swapjax.data.synthetic_assets import FAMILIES
+
+# category of the synthetic families (synthetic_assets.FAMILIES) -> the DataConfig field selecting its kinds
+SYNTHETIC_FIELDS = {"background": "synthetic_backgrounds", "texture": "synthetic_textures",
+                    "shape": "synthetic_shapes", "motion": "synthetic_motions", "camera": "synthetic_cameras",
+                    "lighting": "synthetic_lighting"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,9 +80,17 @@ class DataConfig:
     prefetch_batches: int = 2  # batches buffered per reading thread pool / per worker (memory: float32 batches)
     split: str = "train"  # TFDS split to read
     num_synthetic_clips: int = 1024
-    # texture kinds of the synthetic sprites / backgrounds (data/synthetic_assets.py); None = every kind
+    # the synthetic world's families per category (synthetic_assets.FAMILIES: sprite textures, backgrounds, sprite
+    # shapes, motions, cameras, lightings); None = every kind
     synthetic_textures: tuple[str, ...] | None = None
     synthetic_backgrounds: tuple[str, ...] | None = None
+    synthetic_shapes: tuple[str, ...] | None = None
+    synthetic_motions: tuple[str, ...] | None = None
+    synthetic_cameras: tuple[str, ...] | None = None
+    synthetic_lighting: tuple[str, ...] | None = None
+    # families ("category:name", e.g. "shape:articulated") training never draws; the held-out source
+    # (pipeline.make_source(..., split="held_out")) draws only these in their categories (docs/design.md, "Data flow")
+    held_out_families: tuple[str, ...] = ()
     shuffle: bool = True
     with_condition: bool = False  # render keypoint condition frames
     # keypoints per frame in each example (`keypoints` [F, K, 3]: x, y in the example's pixels, visibility; records
@@ -99,12 +112,41 @@ class DataConfig:
                  f"DataConfig: height ({self.height}) and width ({self.width}) must be multiples of 16")
         require(self.batch_size >= 1, f"DataConfig.batch_size ({self.batch_size}) must be >= 1")
         require(self.stage in (None, 1, 2), f"DataConfig.stage ({self.stage}) must be 1, 2 or None (follow train.stage)")
-        for name, allowed in (("synthetic_textures", TEXTURE_KINDS), ("synthetic_backgrounds", BACKGROUND_KINDS)):
-            kinds = getattr(self, name)
-            require(kinds is None or (len(kinds) > 0 and set(kinds) <= set(allowed)),
-                    f"DataConfig.{name} ({kinds}) must be None (every kind) or a non-empty subset of {allowed}")
+        self._check_families()
         require(self.frame_stride >= 1, f"DataConfig.frame_stride ({self.frame_stride}) must be >= 1")
         require(self.num_keypoints >= 0, f"DataConfig.num_keypoints ({self.num_keypoints}) must be >= 0")
         require(self.num_workers >= 0 and self.read_threads >= 1 and self.prefetch_batches >= 1,
                  f"DataConfig: need num_workers ({self.num_workers}) >= 0, read_threads ({self.read_threads}) >= 1 "
                  f"and prefetch_batches ({self.prefetch_batches}) >= 1")
+
+    def synthetic_kinds(self, category: str) -> tuple[str, ...]:
+        """The selected kinds of a family category ("shape", ...): its `synthetic_*` field, or every kind."""
+        return tuple(getattr(self, SYNTHETIC_FIELDS[category]) or FAMILIES[category])
+
+    def held_out(self, category: str) -> tuple[str, ...]:
+        """The kinds of `category` named in `held_out_families` (in their order)."""
+        return tuple(name.split(":", 1)[1] for name in self.held_out_families if name.split(":", 1)[0] == category)
+
+    def _check_families(self) -> None:
+        for category, name in SYNTHETIC_FIELDS.items():
+            kinds, allowed = getattr(self, name), FAMILIES[category]
+            require(kinds is None or (not isinstance(kinds, str) and len(kinds) > 0 and set(kinds) <= set(allowed)),
+                    f"DataConfig.{name} ({kinds}) must be None (every kind) or a non-empty subset of {allowed}")
+        held = self.held_out_families
+        require(not isinstance(held, str), f"DataConfig.held_out_families ({held!r}) must be a tuple of "
+                "'category:name' strings, e.g. ('shape:articulated',)")
+        require(not held or self.source == "synthetic", f"DataConfig.held_out_families ({held}) applies to the "
+                "synthetic source only: empty it or set source = 'synthetic'")
+        for family in held:
+            category, _, kind = str(family).partition(":")
+            require(category in FAMILIES, f"DataConfig.held_out_families: {family!r} has no known category: write "
+                    f"'category:name' with category one of {tuple(FAMILIES)}")
+            require(kind in FAMILIES[category], f"DataConfig.held_out_families: {family!r} is no {category} family: "
+                    f"use one of {FAMILIES[category]}")
+            field = SYNTHETIC_FIELDS[category]
+            require(kind in self.synthetic_kinds(category), f"DataConfig.held_out_families: {family!r} is not among "
+                    f"DataConfig.{field} ({getattr(self, field)}): add it there or drop it from held_out_families")
+        for category, field in SYNTHETIC_FIELDS.items():
+            left = set(self.synthetic_kinds(category)) - set(self.held_out(category))
+            require(left, f"DataConfig.held_out_families holds out every kind of DataConfig.{field} "
+                    f"({self.synthetic_kinds(category)}), so training would draw none: keep one for training")

@@ -31,25 +31,31 @@ import cv2
 import grain
 import numpy as np
 
-from swapjax.errors import ConfigError
+from swapjax.errors import ConfigError, require
 from swapjax.data.config import DataConfig, MaskConfig
 from swapjax.data import keypoints as keypoint_render
 from swapjax.data import masks
 
 
-def make_source(cfg: DataConfig, seed: int = 0):
-    """The random-access clip source named by `cfg.source` (picklable, `len` + `[i]`)."""
+def make_source(cfg: DataConfig, seed: int = 0, split: str = "train"):
+    """The random-access clip source named by `cfg.source` (picklable, `len` + `[i]`).
+
+    For the synthetic source `split` picks the families (`synthetic.scene_settings`): "train" (what training
+    reads: never a held-out family) or "held_out" (`cfg.held_out_families` in their categories), the latter drawn
+    from its own seed stream, so none of its clips is a training clip.
+    """
     if cfg.source == "tfds":
+        require(split == "train", f"make_source: split {split!r} (the held-out synthetic families) needs "
+                "data.source = 'synthetic'; a TFDS dataset's splits are named by data.split")
         from swapjax.data.tfds_builder import open_source  # TFDS is imported only when it is used
 
         return open_source(cfg.tfds_dir, cfg.split)
-    from swapjax.data import synthetic_assets as assets
-    from swapjax.data.synthetic import SceneSettings, SyntheticClips
+    from swapjax.data.synthetic import HELD_OUT_STREAM, SyntheticClips, scene_settings
 
     span = (cfg.num_frames - 1) * cfg.frame_stride + 1  # frames one training clip spans
-    scene = SceneSettings(textures=cfg.synthetic_textures or assets.TEXTURE_KINDS,
-                          backgrounds=cfg.synthetic_backgrounds or assets.BACKGROUND_KINDS)
-    return SyntheticClips(cfg.height, cfg.width, span, cfg.num_synthetic_clips, seed, scene=scene)
+    scene = scene_settings(cfg, split)
+    return SyntheticClips(cfg.height, cfg.width, span, cfg.num_synthetic_clips, seed, scene=scene,
+                          stream=HELD_OUT_STREAM if split == "held_out" else 0)
 
 
 def sample_frames(num_available: int, present: np.ndarray, num_frames: int, stride: int,

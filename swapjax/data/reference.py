@@ -149,9 +149,9 @@ def reference_crop(video, mask, rng: np.random.Generator, size: int, jitter: boo
     """Training reference `r' = v_i * m_i`: uint8 video `[F, H, W, 3]` + mask `[F, H, W]` -> uint8 `[S, S, 3]`.
 
     Picks a frame with subject pixels at random and prepares it with `prepare_reference(frame, mask)`, the
-    function sampling uses for a user's reference. With `jitter` (stage 2) adds a light random zoom
-    (0.85-1.15), a horizontal flip (p = 0.5) and brightness/contrast/saturation jitter (+-10 %) of the subject
-    pixels; the background stays grey.
+    function sampling uses for a user's reference. With `jitter` (stage 2) adds a random scale (0.7-1.15) and
+    shift (up to 10 % of the side), a horizontal flip (p = 0.5) and brightness/contrast/saturation jitter
+    (+-10 %) of the subject pixels (`_jitter`); the background stays grey.
     """
     v, m = np.asarray(video), np.asarray(mask) != 0
     if v.ndim != 4 or v.shape[-1] != 3 or m.shape != v.shape[:3]:
@@ -167,10 +167,14 @@ def reference_crop(video, mask, rng: np.random.Generator, size: int, jitter: boo
 
 
 def _jitter(ref: np.ndarray, alpha: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Zoom about the centre, maybe flip, and jitter the colours of the subject pixels (alpha-weighted)."""
+    """Stage-2 jitter of a prepared reference uint8 `[S, S, 3]` with its subject weight `alpha` float `[S, S]`:
+    scale about the centre by U[0.7, 1.15], shift by up to 10 % of the side along each axis (one affine warp,
+    grey shows where the square is left), flip left-right (p = 0.5), and jitter saturation, contrast and
+    brightness (+-10 %) of the subject pixels (alpha-weighted). Returns uint8 `[S, S, 3]`."""
     size = ref.shape[0]
-    zoom = rng.uniform(0.85, 1.15)
+    zoom = rng.uniform(0.7, 1.15)
     warp = cv2.getRotationMatrix2D(((size - 1) / 2, (size - 1) / 2), 0.0, zoom)  # [2, 3]
+    warp[:, 2] += rng.uniform(-0.1, 0.1, 2) * size  # position jitter (pixels)
     ref = cv2.warpAffine(ref, warp, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                          borderValue=(NEUTRAL_GREY,) * 3)
     alpha = cv2.warpAffine(alpha, warp, (size, size), flags=cv2.INTER_LINEAR, borderValue=0.0)

@@ -1,3 +1,4 @@
 """The from-scratch demo: `python -m swapjax.demo --workdir runs/demo` trains a VAE and a swap DiT on the
-embedded synthetic data (`swapjax.train`), swaps the subjects of held-out synthetic clips with known ground
-truth (`swapjax.evaluate`) and prints the headline figures against their goals (see `cli.py`)."""
+embedded synthetic data (`swapjax.train`), swaps the subjects of synthetic clips training never read, from
+held-out families and from the training families, with known ground truth (`swapjax.evaluate`), and prints the
+headline figures of each set against their goals (see `cli.py`)."""

@@ -7,7 +7,8 @@ CASES is a folder or a JSON list (`swapjax/evaluate/cases.py`); CKPT is a finish
 (`runs/demo`: its `export/` and `vae/`) or another sampling checkpoint (`swapjax/sample/checkpoint.py`; `--vae`
 for the two-folder layout); the trained VAE's latent statistics are read from it, not from the config; `--set` overrides the run config and, under
 `sample.`, the sampling, as for `sample.py`. DIR receives `NAME.mp4` and `NAME_sheet.png` per case and
-`metrics.csv`, `metrics.md`, `contact_sheet.png` (`swapjax/evaluate/report.py`); existing files are an error
+`metrics.csv`, `metrics.md`, `contact_sheet.png` (and `contact_sheet_SET.png` per set of cases labelled with one,
+`swapjax/evaluate/report.py`); existing files are an error
 unless `--overwrite`. `--identity-weights` adds `embedding_similarity` with an insightface IResNet the user
 supplies (`.pth` needs `--allow-pickle`).
 
@@ -101,13 +102,13 @@ def evaluate(config, cases_path: str | pathlib.Path, out: str | pathlib.Path, so
 
     out_dir = pathlib.Path(out)
     cases = read_cases(cases_path, out_dir)
-    for name in (report.CSV_NAME, report.MARKDOWN_NAME, report.SHEET_NAME):
+    for name in report.output_names():
         check_new(out_dir / name, flag="--out", overwrite=overwrite)
     runner = Runner(config, source, overwrite=overwrite, kind="case")
     runner.check()
     scorer = CaseScorer.build(config, scoring)
     checked = runner.precheck(cases)
-    rows = {i: _failed(c.subject.name if c.subject else f"case{i}", c.message)
+    rows = {i: _failed(c.subject.name if c.subject else f"case{i}", c.message, c.subject)
             for i, c in enumerate(checked) if not isinstance(c, Job)}
     for i in sorted(rows):
         say(rows[i]["error"])
@@ -117,7 +118,7 @@ def evaluate(config, cases_path: str | pathlib.Path, out: str | pathlib.Path, so
                          "reported above): fix them")
     outcomes = runner.run([job for _, job in runnable], on_result=scorer, on_outcome=_say_failure,
                           progress=config.sample.progress)
-    rows.update({i: o.report if o.ok else _failed(job.name, o.message) for (i, job), o in zip(runnable, outcomes)})
+    rows.update({i: o.report if o.ok else _failed(job.name, o.message, job) for (i, job), o in zip(runnable, outcomes)})
     ordered = [rows[i] for i in sorted(rows)]
     for path in report.write_report(out_dir, ordered, scorer.tiles, TILE):
         print(f"wrote {path}")
@@ -128,7 +129,8 @@ def evaluate(config, cases_path: str | pathlib.Path, out: str | pathlib.Path, so
 @dataclasses.dataclass(frozen=True)
 class CaseScorer:
     """The runner's per-job callback for evaluation: the VAE baseline and the scores of one swapped case as a
-    table row; each case's contact-sheet row is kept in `tiles`."""
+    table row with the case's labels (`cases.case_extras`, whose exact subject mask and subject reference the
+    scores read); each case's contact-sheet row is kept in `tiles` as (name, uint8 `[TILE, 5 * TILE, 3]`)."""
 
     background_dilate: int
     embed: Callable[[Any], Any] | None
@@ -148,18 +150,27 @@ class CaseScorer:
 
     def __call__(self, swapped) -> dict[str, Any]:
         from swapjax.evaluate.baseline import vae_reconstruction
+        from swapjax.evaluate.cases import case_extras
         from swapjax.evaluate.scores import contact_row, score_case
 
         inputs, result = swapped.inputs, swapped.result
+        extras = case_extras(swapped.job)
+        extras.check(inputs.video.shape, swapped.job.name)
         reconstruction = vae_reconstruction(swapped.engine, inputs, swapped.engine.cfg)
         row = score_case(inputs, result, swapped.job.out, background_dilate=self.background_dilate,
-                         embed=self.embed, reconstruction=reconstruction)
+                         embed=self.embed, reconstruction=reconstruction, subject_mask=extras.subject_mask,
+                         subject_reference=extras.subject_reference)
         self.tiles.append((swapped.job.name, contact_row(inputs, result, TILE)))
-        return {"name": swapped.job.name, "status": "ok", "seconds": time.perf_counter() - swapped.started, **row}
+        return {"name": swapped.job.name, "status": "ok", **extras.labels,
+                "seconds": time.perf_counter() - swapped.started, **row}
 
 
-def _failed(name: str, error: str) -> dict[str, Any]:
-    return {"name": name, "status": "failed", "error": error}
+def _failed(name: str, error: str, job=None) -> dict[str, Any]:
+    """The row of a case that failed: its name, labels (when its NPZ has them) and error."""
+    from swapjax.evaluate.cases import case_labels
+    from swapjax.sample.jobs import Job
+
+    return {"name": name, "status": "failed", **case_labels(job if isinstance(job, Job) else None), "error": error}
 
 
 def _say_failure(outcome) -> None:

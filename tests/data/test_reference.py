@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from media_fixtures import framed
-from swapjax.data import masks as M
+from swapjax.data import masks as M, reference
 from swapjax.data.reference import (EDGE_BAND, NEUTRAL_GREY, ReferenceCutoutWarning, prepare_reference,
                                     subject_cutout)
 
@@ -66,6 +66,24 @@ def test_reference_crop_jitter_is_light_but_not_a_no_op():
     assert any(not np.array_equal(j, plain) for j in jittered)
     for j in jittered:
         assert abs(j.astype(int) - plain.astype(int)).mean() < 60
+
+
+def test_stage2_jitter_scales_and_shifts_the_subject():
+    """`_jitter` (stage 2): the subject's size ranges over about 0.7-1.15 and its centre moves by up to 10 % of
+    the side, both ways."""
+    size = 64
+    ref = np.full((size, size, 3), NEUTRAL_GREY, np.uint8)
+    ref[16:48, 16:48] = (10, 200, 30)
+    alpha = np.zeros((size, size), np.float32)
+    alpha[16:48, 16:48] = 1.0
+    shifts, scales = [], []
+    for seed in range(40):
+        out = reference._jitter(ref, alpha, np.random.default_rng(seed))
+        ys, xs = np.nonzero(np.abs(out.astype(int) - NEUTRAL_GREY).sum(-1) > 60)  # the green box
+        shifts += [xs.mean() - 31.5, ys.mean() - 31.5]
+        scales.append(np.sqrt(xs.size) / 32)
+    assert 0.05 * size < np.abs(shifts).max() <= 0.1 * size + 1 and min(shifts) < 0 < max(shifts)
+    assert 0.66 <= min(scales) < 0.8 and 1.05 < max(scales) <= 1.18
 
 
 def test_reference_crop_empty_mask_is_an_error():

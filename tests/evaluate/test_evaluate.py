@@ -1,6 +1,7 @@
-"""`swapjax.evaluate` without sampling: case lists (folder and JSON, ground truths, bad entries), the table's
-summary and formats, the contact sheet's layout, the embedder wrapper, and `python -m swapjax.evaluate`'s exit
-code 2 with one `error:` line for bad arguments (the end-to-end run is tests/evaluate/test_evaluate_readme.py)."""
+"""`swapjax.evaluate` without sampling: case lists (folder and JSON, ground truths, bad entries, a case's labels
+and scoring extras), the table's summary (per set) and formats, the contact sheets' layout, order and labels, the
+embedder wrapper, and `python -m swapjax.evaluate`'s exit code 2 with one `error:` line for bad arguments (the
+end-to-end run is tests/evaluate/test_evaluate_readme.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from sample_fixtures import CONFIG_PATH, box_track, clip, reference
 from swapjax.data import video_io
 from swapjax.errors import InputError
 from swapjax.evaluate import report
-from swapjax.evaluate.cases import read_cases
+from swapjax.evaluate.cases import case_extras, case_labels, read_cases
 from swapjax.evaluate.embedder import encoder_embedder
 from swapjax.metrics import embedding_similarity
 from swapjax.models.image_encoder import build_image_encoder
@@ -89,19 +90,89 @@ def test_summary_and_tables():
     assert mean["status"] == "2/3 ok" and mean["bg_psnr"] == math.inf and mean["masked_psnr"] == 15.0
     assert mean["closer_to_reference"] == 0.5 and mean["centroid_error"] == 1.0  # NaN skipped
     csv_lines = report.csv_text(rows).splitlines()
-    assert csv_lines[0].split(",")[:3] == ["name", "status", "seconds"] and len(csv_lines) == 4
+    assert csv_lines[0].split(",")[:6] == ["name", "status", "set", "mask_style", "reference_framing", "seconds"]
+    assert len(csv_lines) == 4
     assert "inf" in csv_lines[2] and "true" in csv_lines[1] and "broken" in csv_lines[3]
     md = report.markdown_text(rows)
     header = md.splitlines()[0]
     assert "bg_psnr" in header and "embedding_similarity" not in header  # unmeasured columns left out
+    assert "mask_style" not in header and md.count("| mean |") == 1  # unlabelled cases: one mean row
     assert "| mean | 2/3 ok |" in md and "- `c`: case 'c': broken" in md
 
 
-def test_contact_sheet_layout():
+def test_case_labels_and_extras(tmp_path):
+    mask = box_track(5)
+    np.savez(tmp_path / "labelled.npz", source=clip(5), mask=mask, reference=reference(), subject_mask=mask * 3,
+             subject_reference=reference(16), set=np.asarray("heldout"), mask_style=np.asarray("box"),
+             reference_framing=np.asarray("canvas"))
+    np.savez(tmp_path / "plain.npz", source=clip(5), mask=mask, reference=reference())
+    labelled, plain = read_cases(tmp_path, tmp_path / "out")
+    extras = case_extras(labelled)
+    assert extras.labels == {"set": "heldout", "mask_style": "box", "reference_framing": "canvas"}
+    np.testing.assert_array_equal(extras.subject_mask, mask)  # as {0, 1}
+    assert extras.subject_reference.shape == (16, 16, 3)
+    extras.check((5, 32, 32, 3), "labelled")
+    with pytest.raises(InputError, match=r"labelled.*subject_mask is \[5, 32, 32\] but its source is \[5, 32, 48, 3\]"):
+        extras.check((5, 32, 48, 3), "labelled")
+    none = case_extras(plain)
+    assert none.labels == {} and none.subject_mask is None and none.subject_reference is None
+    (tmp_path / "labelled.npz").write_bytes(b"not a zip")
+    with pytest.raises(InputError, match="cannot be read as an NPZ"):
+        case_extras(labelled)
+    assert case_labels(labelled) == {} and case_labels(None) == {}  # a failed case's row: no labels, its error
+
+
+def _sheet_rows():
+    return [_row("a", set="infamily", mask_style="exact", reference_framing="crop", masked_psnr=18.0),
+            _row("b", set="heldout", mask_style="box", reference_framing="canvas", masked_psnr=12.5),
+            _row("c", "failed", set="heldout", mask_style="union", error="case 'c': broken"),
+            _row("d", set="heldout", mask_style="grid", masked_psnr=math.nan),
+            _row("e", set="infamily", mask_style="dilated", reference_framing="truth_frame", masked_psnr=15.0)]
+
+
+def test_summary_has_a_mean_row_per_set_held_out_first():
+    rows = _sheet_rows()
+    means = report.set_summaries(rows)
+    assert [(m["name"], m["set"], m["status"]) for m in means] == [("mean", "heldout", "2/3 ok"),
+                                                                    ("mean", "infamily", "2/2 ok")]
+    assert means[0]["masked_psnr"] == 12.5 and means[1]["masked_psnr"] == 16.5  # NaN skipped
+    md = report.markdown_text(rows)
+    assert "| mean | 4/5 ok |" in md and "| mean | 2/3 ok | heldout |" in md and "| mean | 2/2 ok | infamily |" in md
+    header = md.splitlines()[0].split(" | ")
+    assert header[:5] == ["| name", "status", "set", "mask_style", "reference_framing"]
+    assert report.set_summaries([_row("x", masked_psnr=1.0)]) == []  # unlabelled cases: the one mean row
+    assert report.csv_text(rows).splitlines()[0].split(",")[:5] == ["name", "status", "set", "mask_style",
+                                                                     "reference_framing"]
+
+
+def test_sheet_order_is_worst_first_with_labels():
+    rows = _sheet_rows()
+    assert report.sheet_order(rows) == [2, 1, 4, 0, 3]  # failed, 12.5, 15, 18 dB, then the one without a score
+    assert report.sheet_label(rows[1]) == "b | held-out | box | canvas | masked 12.5 dB"
+    assert report.sheet_label(rows[2]) == "c | held-out | union | FAILED"
+    assert report.sheet_label(rows[4]) == "e | in family | dilated | truth_frame | masked 15 dB"
+    assert report.sheet_label(_row("plain", masked_psnr=9.0)) == "plain | masked 9 dB"
+    tile = 32
+    images = [(name, np.full((tile, 5 * tile, 3), k, np.uint8)) for k, name in enumerate("abde")]
+    entries = report.sheet_entries(rows, images, tile)
+    assert [label.split(" | ")[0] for label, _ in entries] == ["c", "b", "e", "a", "d"]
+    assert entries[1][1][0, 0, 0] == 1 and entries[0][1].shape == (tile, 5 * tile, 3)  # b's row; c's grey row
+
+
+def test_contact_sheets_all_and_per_set(tmp_path):
     tile = 32
     row = np.zeros((tile, 5 * tile, 3), np.uint8)
     sheet = report.contact_sheet([("a", row), ("b", row)], tile)
     assert sheet.shape == (16 + 2 * (16 + tile), 5 * tile, 3) and sheet.dtype == np.uint8
+    rows = _sheet_rows()
+    images = [(name, row) for name in "abde"]
+    written = {p.name for p in report.write_report(tmp_path, rows, images, tile)}
+    assert written == {"metrics.csv", "metrics.md", "contact_sheet.png", "contact_sheet_heldout.png",
+                       "contact_sheet_infamily.png"}
+    heights = {n: video_io.read_image(tmp_path / n).shape[0] for n in written if n.endswith(".png")}
+    assert heights == {"contact_sheet.png": 16 + 5 * (16 + tile), "contact_sheet_heldout.png": 16 + 3 * (16 + tile),
+                       "contact_sheet_infamily.png": 16 + 2 * (16 + tile)}
+    assert set(report.output_names()) >= written
 
 
 def test_encoder_embedder_scores_the_reference_itself_as_one():

@@ -1,7 +1,7 @@
 """The README's "Evaluate" commands and case list run as written (in-process through `swapjax.evaluate.cli`) on
 a tiny random checkpoint: two synthetic swap pairs with ground truth and one broken case in a folder (exit 1,
-one `error:` line, the table's rows, the contact sheet, one MP4 per case), then a JSON list with a video case
-carrying audio and a ground-truth video (exit 0, fps, frames and audio kept)."""
+one `error:` line, the table's rows, the contact sheet with the failed case first, one MP4 per case), then a
+JSON list with a video case carrying audio and a ground-truth video (exit 0, fps, frames and audio kept)."""
 
 from __future__ import annotations
 
@@ -87,7 +87,8 @@ def test_readme_evaluate_commands(tmp_path, monkeypatch, capsys):
     md = (out / "metrics.md").read_text()
     assert "| mean | 2/3 ok |" in md and "`broken`" in md
     sheet = cv2.imread(str(out / "contact_sheet.png"))
-    assert sheet.shape == (LABEL + 2 * (LABEL + TILE), 5 * TILE, 3)
+    assert sheet.shape == (LABEL + 3 * (LABEL + TILE), 5 * TILE, 3)  # the failed case first, on dark grey
+    assert sheet[2 * LABEL:2 * LABEL + TILE, TILE:].max(axis=-1).mean() < 60
 
     cases = json.loads(listing[0])
     assert cli.main(shlex.split(commands[1])[3:] + ["--quiet"]) == 0
