@@ -30,7 +30,8 @@ Arrays of a case NPZ (the format `sample.py` and `python -m swapjax.evaluate` re
   subject_mask uint8 [F, H, W]: the subject's exact visible pixels, which the colour and centroid scores read
   subject_reference uint8 [S, S, 3]: the new sprite on grey (the crop framing's reference), whose colours the
     scores compare with
-  keypoints float32 [F, 5, 3], keypoints_kind; set, mask_style, reference_framing: strings; clip_index: int
+  keypoints float32 [F, 5, 3], keypoints_kind; set, mask_style, reference_framing: strings; clip_index: int;
+  families: the clip's families, comma-separated ("background:gradient,texture:flat,...", `Scene.families`)
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def clip_indices(data: DataConfig, count: int) -> range:
 
 def case_sets(data: DataConfig) -> tuple[str, ...]:
     """The sets `write_cases` writes: `heldout` first when `data.held_out_families` names some, then `infamily`."""
-    return SETS if getattr(data, "held_out_families", ()) else SETS[1:]  # TODO: the field lands with the families
+    return SETS if data.held_out_families else SETS[1:]
 
 
 def write_cases(data: DataConfig, seed: int, count: int, folder: str | pathlib.Path) -> list[pathlib.Path]:
@@ -105,7 +106,7 @@ def build_case(clips, index: int, ordinal: int, set_name: str, data: DataConfig,
             "keypoints_kind": np.asarray(clips.keypoints_kind)}  # keypoints: read when a condition reads them
     case.update(user_reference(framing, pair, rng))
     case.update(set=np.asarray(set_name), mask_style=np.asarray(style), reference_framing=np.asarray(framing),
-                clip_index=np.asarray(index))
+                clip_index=np.asarray(index), families=np.asarray(pair.get("families", "")))
     return case
 
 

@@ -21,6 +21,7 @@ from swapjax.evaluate.cases import case_extras, read_cases
 
 DATA = DataConfig(height=32, width=32, num_frames=5, ref_size=16, num_synthetic_clips=6,
                   synthetic_textures=("flat", "gradient"), synthetic_backgrounds=("gradient",))
+HELD_OUT = ("shape:articulated", "motion:orbit")
 
 
 def _load(path) -> dict[str, np.ndarray]:
@@ -124,24 +125,19 @@ def test_truth_frame_reference_is_cut_from_the_ground_truth_with_its_mask(tmp_pa
     assert "reference_mask" not in _load(paths[1])  # the canvas framing: the cut-out's job
 
 
-def test_held_out_cases_come_first_from_the_held_out_source(tmp_path, monkeypatch):
-    """The held-out set's plumbing with a stand-in held-out source (the families are `swapjax.data`'s)."""
-    calls = []
-    real = demo_cases.make_source
-
-    def source(data, seed, split="train"):
-        calls.append(split)
-        return real(data, seed + (100 if split == "held_out" else 0))  # another stream stands in for the families
-
-    monkeypatch.setattr(demo_cases, "make_source", source)
-    monkeypatch.setattr(demo_cases, "case_sets", lambda data: ("heldout", "infamily"))
-    paths = demo_cases.write_cases(DATA, seed=3, count=2, folder=tmp_path)
+def test_held_out_cases_come_first_from_the_held_out_families(tmp_path):
+    data = dataclasses.replace(DATA, held_out_families=HELD_OUT)
+    paths = demo_cases.write_cases(data, seed=3, count=2, folder=tmp_path)
     assert [p.name for p in paths] == ["heldout_0000.npz", "heldout_0001.npz", "infamily_0000.npz",
                                        "infamily_0001.npz"]
-    assert calls == ["held_out", "train"]
-    held, fam = _load(paths[0]), _load(paths[2])
-    assert str(held["set"]) == "heldout" and str(fam["set"]) == "infamily"
-    assert not np.array_equal(held["source"], fam["source"])
+    cases = [_load(p) for p in paths]
+    assert [str(c["set"]) for c in cases] == ["heldout", "heldout", "infamily", "infamily"]
+    for case in cases:  # every held-out case shows the held-out families, no in-family case does
+        shown = set(str(case["families"]).split(",")) & set(HELD_OUT)
+        assert shown == (set(HELD_OUT) if str(case["set"]) == "heldout" else set()), case["families"]
+        assert str(case["mask_style"]) in demo_cases.MASK_STYLES and case["subject_mask"].any()
+    training = make_source(data, seed=3)  # what training reads: in family only
+    assert all(not np.array_equal(cases[0]["source"], training[i]["video"]) for i in range(len(training)))
     assert [j.name for j in read_cases(tmp_path, tmp_path / "eval")][:2] == ["heldout_0000", "heldout_0001"]
 
 
