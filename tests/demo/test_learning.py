@@ -1,10 +1,16 @@
-"""Learning smoke test: a shortened from-scratch demo run (`python -m swapjax.demo`: VAE stage, swap DiT, held-out
-swap pairs) must swap clearly better than the same DiT untrained, scored by the same evaluation on the same pairs.
+"""Learning smoke test: a shortened from-scratch demo run (`python -m swapjax.demo`: VAE stage, swap DiT, swap pairs
+of held-out families and in family) must swap clearly better than the same DiT untrained, scored by the same
+evaluation on the same pairs, in both sets.
 
 The untrained baseline is the demo with one optimizer step at a zero learning rate (warmup starts at 0) and the
 trained run's VAE, so only the DiT's training differs. If the loss, the gradients, the optimizer, the EMA, the
-export or the sampler's use of the trained weights breaks, the margins below collapse. About 2 minutes on
+export or the sampler's use of the trained weights breaks, the margins below collapse; if training only learned
+its own families, the held-out margins do. The pairs carry the demo's user-style masks and reference framings
+(`swapjax/demo/cases.py`: case k of a set takes mask style k % 5 and framing k % 3). About 3-4.5 minutes on
 2 CPU cores.
+
+Retuning: the thresholds are `MARGINS` below, one entry per set; `MEASURED` holds what they were set from. Run
+`pytest -s tests/demo/test_learning.py` and read the printed `trained ... untrained ...` line.
 """
 
 from __future__ import annotations
@@ -16,34 +22,56 @@ import pytest
 
 from train_fixtures import PYTHON, ROOT, compile_cache, subprocess_env  # noqa: F401 (compile_cache: fixture)
 
-PAIRS = 6
+PAIRS = 3  # per set: 3 held-out-family + 3 in-family pairs, the 6 pairs this test always evaluated
+HELD_OUT = "shape:articulated,motion:orbit"  # families training never draws (`data.held_out_families`)
 SHORT = ("data.num_synthetic_clips=512", "train.vae_steps=400", "train.vae_stat_batches=4", "train.steps=800",
-         "train.checkpoint_every=800", "sample.sampler.num_steps=8")
+         "train.checkpoint_every=800", "sample.sampler.num_steps=8", f"data.held_out_families={HELD_OUT}")
+SETS = ("heldout", "infamily")
+
+# Measured (3 + 3 pairs, 800 steps, 2 CPU cores, 2 min 54 s for both runs), trained vs untrained per set: mean
+# bg_psnr_raw, masked_psnr (dB), colour_to_reference (RGB distance) and closer_to_reference (pairs).
+MEASURED = {"heldout": "bg 15.27 vs 12.94 dB, masked 11.76 vs 10.96 dB, colour 96.9 vs 96.6, closer 1/3 vs 1/3",
+            "infamily": "bg 19.95 vs 13.99 dB, masked 13.29 vs 11.54 dB, colour 86.8 vs 111.4, closer 1/3 vs 1/3"}
+# Least gains of the trained model over the untrained one: about half of each measured gain. A None gain is not
+# asserted: the held-out families' colour did not improve at this training length (measured above), and neither
+# set's closer_to_reference count separates the two models on 3 pairs, so it is printed only.
+MARGINS = {"heldout": {"bg_psnr_raw": 1.2, "masked_psnr": 0.4, "colour_gain": None},
+           "infamily": {"bg_psnr_raw": 3.0, "masked_psnr": 0.9, "colour_gain": 12.0}}
 
 pytestmark = pytest.mark.slow
 
 
-def _demo(workdir, env, *overrides: str) -> dict[str, float]:
+def _demo(workdir, env, *overrides: str) -> dict[str, dict[str, float]]:
+    """Runs the shortened demo; per set, the means of `bg_psnr_raw`, `masked_psnr` and `colour_to_reference` and the
+    share of `closer_to_reference`."""
     command = [PYTHON, "-m", "swapjax.demo", "--workdir", str(workdir), "--pairs", str(PAIRS), "--quiet",
                "--set", *SHORT, *overrides]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]  # the run finished (goals are the full demo's, not asked here)
     with open(workdir / "eval" / "metrics.csv", newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["name"] != "mean"]
-    assert len(rows) == PAIRS and all(r["status"] == "ok" for r in rows), rows
-    mean = lambda key: sum(float(r[key]) for r in rows) / len(rows)  # noqa: E731
-    closer = sum(r["closer_to_reference"] == "true" for r in rows) / len(rows)
-    return {"bg_psnr_raw": mean("bg_psnr_raw"), "masked_psnr": mean("masked_psnr"), "closer": closer}
+        rows = list(csv.DictReader(f))
+    assert sorted(r["set"] for r in rows) == sorted(SETS * PAIRS) and all(r["status"] == "ok" for r in rows), rows
+    out = {}
+    for name in SETS:
+        chosen = [r for r in rows if r["set"] == name]
+        mean = lambda key: sum(float(r[key]) for r in chosen) / len(chosen)  # noqa: E731
+        out[name] = {"bg_psnr_raw": mean("bg_psnr_raw"), "masked_psnr": mean("masked_psnr"),
+                     "colour_to_reference": mean("colour_to_reference"),
+                     "closer": sum(r["closer_to_reference"] == "true" for r in chosen) / len(chosen)}
+    return out
 
 
-def test_training_beats_the_untrained_model_on_held_out_swaps(tmp_path, compile_cache):  # noqa: F811
+def test_training_beats_the_untrained_model_on_held_out_families_and_in_family(tmp_path, compile_cache):  # noqa: F811
     env = subprocess_env(compile_cache)
     trained = _demo(tmp_path / "trained", env)
-    untrained = _demo(tmp_path / "untrained", env, "train.vae_steps=0", f"train.vae_init={tmp_path / 'trained' / 'vae'}",
-                      "train.steps=1", "train.checkpoint_every=1")
+    untrained = _demo(tmp_path / "untrained", env, "train.vae_steps=0",
+                      f"train.vae_init={tmp_path / 'trained' / 'vae'}", "train.steps=1", "train.checkpoint_every=1")
     report = f"trained {trained}, untrained {untrained}"
-    print(report)  # shown with -s, and in the failure message below
-    # Measured (6 pairs, 800 steps): background 15.2 vs 11.4 dB, masked region 13.7 vs 11.3 dB, colour 5/6 vs 3/6.
-    assert trained["bg_psnr_raw"] >= untrained["bg_psnr_raw"] + 2.5, report  # it keeps what it was told to keep
-    assert trained["masked_psnr"] >= untrained["masked_psnr"] + 1.2, report  # and fills the region like the truth
-    assert trained["closer"] >= 4 / 6 and trained["closer"] > untrained["closer"], report  # in the reference's colour
+    print(report)  # shown with -s, and in the failure messages below
+    for name in SETS:
+        got, base, margin = trained[name], untrained[name], MARGINS[name]
+        # it keeps what it was told to keep, and fills the region like the truth
+        assert got["bg_psnr_raw"] >= base["bg_psnr_raw"] + margin["bg_psnr_raw"], (name, report)
+        assert got["masked_psnr"] >= base["masked_psnr"] + margin["masked_psnr"], (name, report)
+        if margin["colour_gain"] is not None:  # nearer the reference's colour
+            assert got["colour_to_reference"] <= base["colour_to_reference"] - margin["colour_gain"], (name, report)
