@@ -83,11 +83,13 @@ def run(config: Config, sizes: dict[str, int] | None, batches: list[dict], seed:
         return losses, jax.device_get(state.params), setup
 
 
-def subprocess_env(cache: pathlib.Path, devices: int = 1) -> dict[str, str]:
+def subprocess_env(cache: pathlib.Path, devices: int = 1, fast_compile: bool = True) -> dict[str, str]:
     """Environment for a `train.py` child: CPU, `devices` fake devices, a shared compilation cache (later runs
-    of the same program skip compiling)."""
+    of the same program skip compiling) and, with `fast_compile`, the suite's quick-to-compile XLA level
+    (conftest.TEST_XLA_FLAGS; a child that trains for hundreds of steps runs faster without it)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
-    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+    flags = f"--xla_force_host_platform_device_count={devices}" + (" --xla_backend_optimization_level=0" * fast_compile)
+    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=flags,
                JAX_COMPILATION_CACHE_DIR=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
                JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0", PYTHONUNBUFFERED="1")
     return env

@@ -62,7 +62,7 @@ def _demo(workdir, env, *overrides: str) -> dict[str, dict[str, float]]:
 
 
 def test_training_beats_the_untrained_model_on_held_out_families_and_in_family(tmp_path, compile_cache):  # noqa: F811
-    env = subprocess_env(compile_cache)
+    env = subprocess_env(compile_cache, fast_compile=False)  # 1,200 training steps: run time, not compile time
     trained = _demo(tmp_path / "trained", env)
     untrained = _demo(tmp_path / "untrained", env, "train.vae_steps=0",
                       f"train.vae_init={tmp_path / 'trained' / 'vae'}", "train.steps=1", "train.checkpoint_every=1")
