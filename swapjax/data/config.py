@@ -25,6 +25,10 @@ class MaskConfig:
     bbox_dilate_max: int = 8  # training bbox dilation drawn from [0, this]
     p_shape_aug: float = 0.5  # probability of extra shapes attached to the boundary
     shape_aug_max: int = 3  # at most this many extra shapes
+    # masks as users draw them (ours): with this probability the subject is first dilated by U{1..loose_dilate_max}
+    # pixels, a loose hand-drawn mask, before the bbox / grid choice; 0 = off (no draw)
+    p_loose: float = 0.0
+    loose_dilate_max: int = 0
     feather: int = 4  # sampling composite: feather radius in pixels
     dilate_infer: int = 4  # sampling composite: dilation before feathering
     # SwapAnyHead (head swapping; off by default): the training mask is the subject dilated by block_dilate and cut
@@ -47,6 +51,8 @@ class MaskConfig:
         require(0 < self.grid_cell_min <= self.grid_cell_max,
                  f"MaskConfig: need 0 < grid_cell_min ({self.grid_cell_min}) <= grid_cell_max ({self.grid_cell_max})")
         require(self.grid_cell_infer > 0, f"MaskConfig.grid_cell_infer ({self.grid_cell_infer}) must be positive")
+        require(0.0 <= self.p_loose <= 1.0 and self.loose_dilate_max >= 0,
+                f"MaskConfig: need p_loose ({self.p_loose}) in [0, 1] and loose_dilate_max ({self.loose_dilate_max}) >= 0")
         require(self.block_dilate >= 0 and self.block_size >= 1,
                 f"MaskConfig: need block_dilate ({self.block_dilate}) >= 0 and block_size ({self.block_size}) >= 1")
         require(len(self.shoulder_keypoints) == 2 and min(self.shoulder_keypoints) >= 0,

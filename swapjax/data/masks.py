@@ -273,10 +273,16 @@ def training_mask(subject_mask, rng: np.random.Generator, cfg: MaskConfig, retur
     """DreamSwapV training mask: bbox (dilated by U{0..bbox_dilate_max}) with p_bbox, else the adaptive grid
     with `c_h, c_w ~ U{h1..h2}`; then extra shapes with p_shape_aug. uint8 `[F, H, W]`. With `cfg.blocks`
     (SwapAnyHead, for heads) the shape-agnostic blocks take the place of the bbox / grid choice (no draw).
+    Before the choice, with `p_loose` (ours; off by default) the subject is dilated by U{1..loose_dilate_max}
+    pixels, as a user's loose mask.
 
-    With `return_info`, also returns a dict: kind ("bbox" | "grid" | "blocks"), dilate, cell_hw, counts, shapes.
+    With `return_info`, also returns a dict: kind ("bbox" | "grid" | "blocks"), dilate, cell_hw, counts, shapes,
+    loose (the loose dilation, 0 = none).
     """
-    info = {"kind": "bbox", "dilate": 0, "cell_hw": None, "counts": None, "shapes": False}
+    info = {"kind": "bbox", "dilate": 0, "cell_hw": None, "counts": None, "shapes": False, "loose": 0}
+    if not cfg.blocks and cfg.loose_dilate_max > 0 and rng.random() < cfg.p_loose:
+        info["loose"] = int(rng.integers(1, cfg.loose_dilate_max + 1))
+        subject_mask = dilate(subject_mask, info["loose"])
     if cfg.blocks:
         info.update(kind="blocks", dilate=cfg.block_dilate, cell_hw=(cfg.block_size, cfg.block_size))
         out = shape_agnostic_blocks(subject_mask, cfg.block_dilate, cfg.block_size)

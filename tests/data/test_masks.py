@@ -145,6 +145,23 @@ def test_training_mask_picks_bbox_about_p_bbox():
     assert 0.2 < kinds.count("bbox") / len(kinds) < 0.4
 
 
+def test_loose_masks_dilate_the_subject_before_the_box_or_grid():
+    """p_loose: a user's loose mask. The subject grows by U{1..max} pixels first, so an exact bbox (no bbox
+    dilation, no shapes) of the loose mask covers the dilated subject's box; off, the box is the subject's."""
+    m = np.zeros((2, 40, 40), np.uint8)
+    m[:, 15:25, 12:20] = 1
+    exact = MaskConfig(p_bbox=1.0, bbox_dilate_max=0, p_shape_aug=0.0)
+    loose = MaskConfig(p_bbox=1.0, bbox_dilate_max=0, p_shape_aug=0.0, p_loose=1.0, loose_dilate_max=5)
+    radii = set()
+    for seed in range(40):
+        out, info = M.training_mask(m, np.random.default_rng(seed), loose, return_info=True)
+        assert 1 <= info["loose"] <= 5
+        np.testing.assert_array_equal(out, M.bbox_mask(M.dilate(m, info["loose"])))
+        radii.add(info["loose"])
+    assert radii == {1, 2, 3, 4, 5}
+    np.testing.assert_array_equal(M.training_mask(m, np.random.default_rng(0), exact), M.bbox_mask(m))
+
+
 @SETTINGS
 @given(masks, st.integers(0, 2**31))
 def test_training_mask_superset_and_deterministic(m, seed):
