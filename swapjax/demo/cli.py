@@ -1,6 +1,7 @@
 """`python -m swapjax.demo --workdir runs/demo`: the README's first command, the whole from-scratch demo.
 
-    python -m swapjax.demo --workdir runs/demo [--config configs/demo.py] [--pairs 20] [--set key=value ...]
+    python -m swapjax.demo --workdir runs/demo [--preset default | full | --config CONFIG] [--pairs 20]
+                           [--set key=value ...]
 
 1. train (`swapjax.train.train`): the VAE stage, then the swap DiT stage, both from scratch on the embedded
    synthetic data (without the config's `data.held_out_families`); `WORKDIR/vae` and `WORKDIR/export` are the
@@ -33,14 +34,19 @@ from swapjax.cli_parser import OneLineParser
 from swapjax.entry import add_set_argument, run_main
 
 PROG = "python -m swapjax.demo"
-DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parents[2] / "configs" / "demo.py"
+CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "configs"
+DEFAULT_CONFIG = CONFIGS / "demo.py"
+PRESETS = {"default": DEFAULT_CONFIG, "full": CONFIGS / "demo_full.py"}  # --preset NAME -> its config
 
 
 def parse_args(argv: Sequence[str] | None = None):
     p = OneLineParser(prog=PROG, description="Train a swap model from scratch on synthetic data, then swap "
                                              "held-out clips and score the result.")
     p.add_argument("--workdir", required=True, help="folder for the models, the cases and the evaluation")
-    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="run config (default: configs/demo.py)")
+    p.add_argument("--config", default=None, help="run config (default: the preset's, configs/demo.py)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="default: configs/demo.py (about 20 min on 2 cores); full: configs/demo_full.py (longer "
+                        "training, about 90 min)")
     p.add_argument("--pairs", type=int, default=20, help="swap pairs to evaluate per set: held-out families (when "
                    "the config names some) and in family (default 20 each)")
     add_set_argument(p, help="config overrides, e.g. --set train.steps=100 sample.sampler.num_steps=8")
@@ -49,6 +55,9 @@ def parse_args(argv: Sequence[str] | None = None):
     args = p.parse_args(argv)
     if args.pairs < 1:
         p.error(f"--pairs {args.pairs} must be >= 1")
+    if args.config is not None and args.preset is not None:
+        p.error(f"--config {args.config} and --preset {args.preset} both choose the config: give one of them")
+    args.config = args.config or str(PRESETS[args.preset or "default"])
     return args
 
 

@@ -208,3 +208,22 @@ def test_a_demo_without_a_vae_is_one_line_exit_2_and_writes_nothing(tmp_path, ca
     with pytest.raises(SystemExit) as stop:
         main(["--workdir", str(tmp_path / "run"), "--pairs", "0"])
     assert stop.value.code == 2 and "--pairs 0 must be >= 1" in capsys.readouterr().err
+
+
+def test_presets_choose_the_config_and_a_second_choice_is_one_line(tmp_path, capsys):
+    """`--preset full` reads configs/demo_full.py (the default's world and model, trained longer); `--preset` with
+    `--config` is exit 2 with one line; no flag is the default demo config."""
+    from swapjax.config import load_config
+    from swapjax.demo.cli import DEFAULT_CONFIG, main, parse_args
+
+    assert parse_args(["--workdir", "w"]).config == str(DEFAULT_CONFIG)
+    full = parse_args(["--workdir", "w", "--preset", "full"]).config
+    assert full.endswith("configs/demo_full.py")
+    default, longer = load_config(DEFAULT_CONFIG), load_config(full)
+    assert longer.train.steps > default.train.steps and longer.train.vae_steps > default.train.vae_steps
+    assert longer.data == default.data and longer.dit == default.dit and longer.sample == default.sample
+    with pytest.raises(SystemExit) as exit_:
+        main(["--workdir", str(tmp_path / "w"), "--preset", "full", "--config", str(DEFAULT_CONFIG)])
+    assert exit_.value.code == 2 and not (tmp_path / "w").exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "give one of them" in err[0]

@@ -81,7 +81,8 @@ def test_sample_evaluate_and_the_demo_all_run_through_the_runner(files, tmp_path
     monkeypatch.setattr(swapjax.train, "train", lambda config, workdir: types.SimpleNamespace(status="done"))
     monkeypatch.setattr(Runner, "check", lambda self: None)  # no trained checkpoint: the spy samples nothing
     assert demo_cli.main(["--workdir", str(tmp_path / "demo"), "--pairs", "2", "--quiet"]) == 0
-    assert spy.calls[-1][0].kind == "case" and spy.calls[-1][1] == ["pair2048", "pair2049"]
+    assert spy.calls[-1][0].kind == "case"
+    assert spy.calls[-1][1] == ["heldout_0000", "heldout_0001", "infamily_0000", "infamily_0001"]
 
 
 def _jobs(tmp_path, files, bad: int, good: int) -> pathlib.Path:

@@ -60,5 +60,5 @@ def test_a_finished_run_samples_and_evaluates_with_only_its_config_and_folder(tm
     with open(run / "eval_again" / "metrics.csv", newline="") as f:
         rows = {row["name"]: row for row in csv.DictReader(f)}
     assert rows[cases[0].stem]["status"] == "ok" and (run / "eval_again" / f"{cases[0].stem}.mp4").is_file()
-    assert pathlib.Path(run / "pair2048.mp4").is_file() and cases[0].name == "pair2048.npz"
+    assert pathlib.Path(run / "heldout_0000.mp4").is_file() and cases[0].name == "heldout_0000.npz"
     assert "wrote " in results["sample.py"].stdout
