@@ -53,6 +53,9 @@ class SampleConfig:
     # source; None takes MaskConfig.dilate_infer / MaskConfig.feather of the run config
     composite_dilate: int | None = None
     composite_feather: int | None = None
+    # known-latent reuse (ours; sample/known.py): after every step the latent cells more than this many cells from
+    # the mask take the source's latents at the step's noise level; None = off (the model's own background)
+    known_margin: int | None = None
     text_len: int = 512  # text tokens the model reads (embeddings are zero-padded or cut to this)
     encode_chunk_frames: int = 4  # VAE encoder chunk (pixel frames, multiple of 4)
     decode_chunk_latents: int = 1  # VAE decoder chunk (latent frames)
@@ -82,6 +85,9 @@ class SampleConfig:
             value = getattr(self, name)
             require(value is None or (_int(value) and value >= 0),
                     f"SampleConfig.{name} ({value!r}) must be None (take it from the mask config) or an int >= 0")
+        require(self.known_margin is None or (_int(self.known_margin) and self.known_margin >= 0),
+                f"SampleConfig.known_margin ({self.known_margin!r}) must be None (off) or an int >= 0 (latent cells "
+                "between the mask and the reused source latents)")
         require(_int(self.text_len) and self.text_len >= 1,
                 f"SampleConfig.text_len ({self.text_len!r}) must be an integer >= 1 (Wan uses 512)")
         require(_int(self.encode_chunk_frames) and self.encode_chunk_frames >= VAE_FRAMES

@@ -40,6 +40,7 @@ from swapjax.models.image_encoder import encode_images
 from swapjax.models.swap import PrefixCache, model_inputs, null_prefix, swap_prefix_cache, swap_video_step
 from swapjax.parallel import state_shardings
 from swapjax.sample.checkpoint import SamplingModels
+from swapjax.sample import known
 from swapjax.sample.config import SampleConfig
 
 
@@ -161,7 +162,10 @@ class Engine:
             v = flow.cfg_velocity(v[:1], v[1:], scales[0])
         else:
             v = flow.two_branch_velocity(v[:1], v[1:2], v[2:], scales[0], scales[1])
-        return flow.solver_step(self.cfg.sampler.solver, solver_state, x, v, i, sigmas)
+        x_next, solver_state = flow.solver_step(self.cfg.sampler.solver, solver_state, x, v, i, sigmas)
+        if parts.get("keep") is not None:  # known-latent reuse (sample/known.py)
+            x_next = known.reuse_known(x_next, parts["source"], parts["noise"], parts["keep"], sigmas[i + 1])
+        return x_next, solver_state
 
     def _text(self, text: np.ndarray | None) -> np.ndarray:
         """float32 `[1, text_len, text_dim]`: `text` zero-padded or cut to `text_len` (zeros for None)."""
@@ -229,6 +233,7 @@ class Engine:
                                    pixels_per_latent=self.swap.pixels_per_latent),
                  "agnostic": z_agnostic, "condition": z_condition if self.swap.condition_channels else None}
         x = jax.random.normal(key, z_agnostic.shape, jnp.float32)  # [1, f, h, w, z] pure noise at sigma = 1
+        parts.update(self._known_parts(pixels, mask, x))
         x, solver_state = jax.device_put((x, flow.init_state(self.cfg.sampler.solver, x)), self.placement)
         scales = jnp.asarray(scales, jnp.float32)
         for i in self._bar(range(self.cfg.sampler.num_steps), "steps", self.cfg.sampler.num_steps):
@@ -239,6 +244,16 @@ class Engine:
             lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a), sharding=getattr(a, "sharding", None)),
             args)
         return Generated(self.decode(x)[0], x)
+
+    def _known_parts(self, pixels: np.ndarray, mask: np.ndarray, noise: jax.Array) -> dict[str, jax.Array]:
+        """The step's extra parts for known-latent reuse (`SampleConfig.known_margin`; none when it is None):
+        the source's latents, the sample's first noise and the cells to keep."""
+        margin = self.cfg.known_margin
+        if margin is None:
+            return {}
+        keep = known.keep_cells(mask, margin, frames_per_latent=self.swap.frames_per_latent,
+                                pixels_per_latent=self.swap.pixels_per_latent)  # [1, f, h, w, 1]
+        return {"source": self.encode(pixels, "encode source"), "noise": noise, "keep": keep}
 
     def step_memory(self) -> Any:
         """`memory_analysis()` of the step compiled for the last call's argument shapes."""
