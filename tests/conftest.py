@@ -61,3 +61,11 @@ def unchecked():
         yield
     finally:
         jaxtyping.config.update("jaxtyping_disable", False)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Files with a `slow` test run first: the two workers (`-n 2 --dist loadfile`, pyproject.toml) take files in
+    this order, so the long ones start at once and the short ones fill in around them, instead of one long file
+    running alone at the end."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)  # stable: collection order otherwise

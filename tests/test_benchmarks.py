@@ -31,6 +31,7 @@ def test_quick_run_ends_with_its_figure(script):
     assert float(match.group(1)) > 0
 
 
+@pytest.mark.slow
 def test_condition_gain_quick_run_ends_with_its_ratio(compile_cache):  # noqa: F811 (fixture)
     """The two trainings and samplings of `condition_gain.py` run end to end (a few steps of a tiny model: the
     plumbing, not the gain); the shared compilation cache makes reruns fast."""

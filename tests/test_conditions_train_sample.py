@@ -95,6 +95,7 @@ def test_every_condition_trains_from_the_loops_batch_in_stage_1():
     assert all(v > 0 for v in norms.values()), norms  # each condition is labelled trained and gets a gradient
 
 
+@pytest.mark.slow
 def test_every_condition_trains_in_stage_2_on_one_device_and_on_eight():
     one = _condition_grads("2", None, batch=4)
     eight = _condition_grads("2", {"data": 2, "fsdp": 2, "tensor": 2}, batch=4)

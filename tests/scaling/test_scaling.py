@@ -88,6 +88,7 @@ def test_a_sweep_file_that_raises_is_one_line_and_leaves_no_folder(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raises.py"]
 
 
+@pytest.mark.slow
 def test_tiny_sweep_runs_end_to_end(tmp_path, compile_cache):  # noqa: F811
     sweep, out = write_sweep(tmp_path), tmp_path / "out"
     command = [PYTHON, "-m", "swapjax.scaling", "--sweep", str(sweep), "--out", str(out),

@@ -77,6 +77,7 @@ def test_cached_batches_equal_encoded_pixel_batches_in_order(cache_dir, tmp_path
         np.testing.assert_array_equal(reader(2 * 4 + r, r)["latents"], reader(r, r)["latents"])
 
 
+@pytest.mark.slow
 def test_train_py_trains_from_the_cache_and_its_checkpoint_holds_the_cache_position(cache_dir, tmp_path,
                                                                                       compile_cache):  # noqa: F811
     work = tmp_path / "run"

@@ -18,6 +18,7 @@ SMALL = ("train.progress=false", "train.checkpoint_every=1", "data.height=32", "
          "data.num_synthetic_clips=8", "optimizer.warmup_steps=1")
 
 
+@pytest.mark.slow
 def test_train_py_runs_from_scratch_then_stage_1_from_its_checkpoint(tmp_path, compile_cache):  # noqa: F811
     scratch, stage1 = tmp_path / "scratch", tmp_path / "stage1"
     first = run_train(scratch, compile_cache, *SMALL, "train.steps=2", config=TINY)

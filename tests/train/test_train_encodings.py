@@ -81,6 +81,7 @@ def test_the_drops_feed_the_samplers_branches(encodings):
     np.testing.assert_array_equal(batch["prefix"][:, 0, ..., :16], 0.0)  # and the zero reference latent
 
 
+@pytest.mark.slow
 def test_train_runs_with_encodings(encodings, tmp_path):
     config = tiny_config(f"train.encodings={encodings}", "train.steps=1", "train.text_len=5", "data.batch_size=8")
     assert train(config, tmp_path / "run").status == "done"

@@ -104,6 +104,7 @@ TRAIN_STEPS = 6
 TRAIN_KILL = random.Random(KILL_SEED).randint(2, 4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_at", [TRAIN_KILL], ids=lambda k: f"kill-at-{k}")
 def test_kill_9_then_rerun_is_bit_equal_to_an_uninterrupted_run(tmp_path, compile_cache, random_init,  # noqa: F811
                                                                 kill_at):

@@ -8,6 +8,7 @@ import signal
 import subprocess
 
 import jax
+import pytest
 
 from train_fixtures import (ROOT, compile_cache, losses, on_mesh, randomized, run_train,  # noqa: F401
                             subprocess_env, tiny_config, train_command, wait_for_step)
@@ -17,6 +18,7 @@ from swapjax.train.loop import build_dit
 STEPS = ("train.steps=40", "train.checkpoint_every=100")
 
 
+@pytest.mark.slow
 def test_sigterm_saves_and_exits_cleanly_then_the_run_resumes(tmp_path, compile_cache):  # noqa: F811
     workdir = tmp_path / "run"
     proc = subprocess.Popen(train_command(workdir, *STEPS), env=subprocess_env(compile_cache), cwd=ROOT,
