@@ -22,7 +22,9 @@ Sized for about 20 minutes on 2 CPU cores (`swapjax/demo/cli.py` prints each pha
 - training: 7,000 DiT steps (the old world's 4,000 did not cover the wider one);
 - sampler: UniPC, 12 steps, reference guidance 2 (1 and 3 both scored worse); no tunnel crop (the frames are
   already model-sized); `overlap_frames = 1`, so the anchor slot holds a window's first frame (the paper's
-  dummy reference), as training draws it.
+  dummy reference), as training draws it; known-latent reuse on every cell the mask does not touch
+  (`known_margin = 0`, ours: measured on the held-out pairs, the gap to the VAE's background is 3.05 dB at
+  margin 0, 3.76 at 1, 4.15 off).
 """
 
 import pathlib
@@ -60,6 +62,7 @@ def get_config() -> Config:
     optimizer = OptimizerConfig(lr=1e-3, warmup_steps=50, ema_decay=0.995)
     sample = SampleConfig(sampler=SamplerConfig(solver="unipc", num_steps=12, shift=1.0, guidance_scale=2.0),
                           area=SIZE * SIZE,
-                          tunnel_threshold=0.0, text_len=1, sheet_frames=3, overlap_frames=1)
+                          tunnel_threshold=0.0, text_len=1, sheet_frames=3, overlap_frames=1,
+                          known_margin=0)
     return Config(name="demo", dit=dit, vae=vae, data=data, mesh=tiny.mesh, seed=0, swap=swap, train=train,
                   optimizer=optimizer, sample=sample)
