@@ -1,7 +1,7 @@
 """The from-scratch CPU demo (the README's first command): a tiny VAE and a tiny swap DiT trained on the
 embedded synthetic data, then evaluated on held-out swap pairs with ground truth.
 
-    python -m swapjax.demo --workdir runs/demo    # --preset default (this file) is the default
+    python -m swapjax.demo --workdir runs/demo    # --preset default, i.e. --config configs/demo.py
 
 Sized for about 20 minutes on 2 CPU cores (`swapjax/demo/cli.py` prints each phase's time; `--preset full`,
 `configs/demo_full.py`, trains the same model longer). What differs from the tiny test configs, and why:
