@@ -3,8 +3,9 @@ embedded synthetic data, then evaluated on held-out swap pairs with ground truth
 
     python -m swapjax.demo --workdir runs/demo    # --preset default, i.e. --config configs/demo.py
 
-Sized for about 20 minutes on 2 CPU cores (`swapjax/demo/cli.py` prints each phase's time; `--preset full`,
-`configs/demo_full.py`, trains the same model longer). What differs from the tiny test configs, and why:
+Sized for the 20-minute budget on 2 CPU cores (measured 15 min 04 s; `swapjax/demo/cli.py` prints each phase's
+time; `--preset full`, `configs/demo_full.py`, trains the same model longer, 57 min 35 s). What differs from the
+tiny test configs, and why:
 - data: 32x32, 5-frame clips of the wider synthetic world (docs/design.md, "Data flow"): flat, gradient and
   multicolour sprites of every shape and motion over gradient, wave and landscape backgrounds, under every
   camera motion and lighting change. The high-frequency backgrounds (stripes, checks, noise, blobs, tiles) stay
